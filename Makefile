@@ -1,0 +1,89 @@
+# IdeaSnap backend. `make run` starts the stack on this machine; `make test` runs every test.
+# Both bootstrap their own tools: uv comes from pip into .tools/, the workspace into .venv/.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+SYNCED := $(VENV)/.synced
+
+export GATEWAY_PORT ?= 8080
+export UPLOAD_PORT ?= 8081
+export AI_PORT ?= 8082
+export GATEWAY_METRICS_PORT ?= 9080
+export UPLOAD_METRICS_PORT ?= 9081
+export AI_METRICS_PORT ?= 9082
+export HOST ?= 127.0.0.1
+export STORAGE_DIR ?= $(CURDIR)/var/uploads
+export LOG_FORMAT ?= json
+
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+
+$(SYNCED): $(UV) uv.lock pyproject.toml chassis/pyproject.toml gateway/pyproject.toml upload-svc/pyproject.toml ai-svc/pyproject.toml
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+.PHONY: sync
+sync: $(SYNCED) ## install the workspace (uv sync --frozen) into .venv
+
+.PHONY: lock
+lock: $(UV) ## refresh uv.lock after changing a pyproject.toml
+	$(UV) lock
+
+.PHONY: run
+run: $(SYNCED) ## start gateway, upload-svc and ai-svc on $(HOST); Ctrl-C stops them all
+	@mkdir -p "$(STORAGE_DIR)"
+	@echo "IdeaSnap on this machine:"
+	@echo "  gateway     http://$(HOST):$(GATEWAY_PORT)   (the public API: /v1/..., /healthz, /readyz)"
+	@echo "  upload-svc  http://$(HOST):$(UPLOAD_PORT)   storage: $(STORAGE_DIR)"
+	@echo "  ai-svc      http://$(HOST):$(AI_PORT)   provider: $${GEMINI_API_KEY:+gemini}$${GEMINI_API_KEY:-local (no GEMINI_API_KEY)}"
+	@echo "  metrics     http://$(HOST):$(GATEWAY_METRICS_PORT)/metrics  :$(UPLOAD_METRICS_PORT)/metrics  :$(AI_METRICS_PORT)/metrics"
+	@echo "Try: curl -F image=@photo.jpg -F template=social_post http://$(HOST):$(GATEWAY_PORT)/v1/snaps"
+	@echo "Logs follow (one JSON object per line). Ctrl-C stops everything."
+	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho --no-colour start -f Procfile
+
+.PHONY: lint
+lint: $(SYNCED) ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: format
+format: $(SYNCED) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: system-deps
+system-deps: ## install the Debian servers the tests start (redis-server, prometheus, nginx) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx
+
+.PHONY: test
+test: lint system-deps ## lint, then the whole test suite (unit, integration, deploy)
+	PATH="$(CURDIR)/$(BIN):/usr/sbin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: manifests
+manifests: $(SYNCED) ## render the chart with default values into k8s/ (plain manifests)
+	$(BIN)/python scripts/render_manifests.py
+
+.PHONY: dashboards
+dashboards: $(SYNCED) ## generate the Grafana dashboards' JSON into the chart
+	$(BIN)/python -m observability.dashboards
+
+.PHONY: bench
+bench: $(SYNCED) system-deps ## run every benchmark scenario; writes bench/RESULTS.md and bench/results/
+	PATH="$(CURDIR)/$(BIN):/usr/sbin:$$PATH" $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+.PHONY: clean
+clean: ## remove the virtualenvs, caches and local uploads
+	rm -rf $(TOOLS) $(VENV) var .pytest_cache .ruff_cache

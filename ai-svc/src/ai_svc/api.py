@@ -1,0 +1,57 @@
+"""ai-svc HTTP API: ``POST /v1/ideas`` and ``GET /v1/presets``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ai_svc.ideas import IdeaService
+from ai_svc.presets import Catalogue
+from chassis.errors import ApiError
+
+blueprint = Blueprint("ideas", __name__)
+
+
+class IdeasRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    upload_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    template: str | None = None
+    tone: str | None = None
+    language: str | None = None
+    count: int | None = None
+
+
+def catalogue() -> Catalogue:
+    return current_app.extensions["catalogue"]
+
+
+@blueprint.get("/v1/presets")
+def presets() -> ResponseReturnValue:
+    response = jsonify(catalogue().public())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@blueprint.post("/v1/ideas")
+def ideas() -> ResponseReturnValue:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "Send a JSON object.")
+    try:
+        body = IdeasRequest.model_validate(payload)
+    except ValidationError as error:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "The request fields are not valid.",
+            details={
+                "fields": [
+                    {"field": ".".join(map(str, item["loc"])), "message": item["msg"]}
+                    for item in error.errors(include_url=False)
+                ]
+            },
+        ) from None
+    preset = catalogue().resolve(body.template, body.tone, body.language, body.count)
+    service: IdeaService = current_app.extensions["ideas"]
+    return jsonify(service.ideas(body.upload_id, preset))

@@ -1,0 +1,1 @@
+"""Idea providers: Gemini, and the offline local provider."""

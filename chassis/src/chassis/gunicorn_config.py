@@ -1,0 +1,115 @@
+"""gunicorn settings shared by every service.
+
+A service's ``gunicorn.conf.py`` is two lines: it calls :func:`gunicorn_settings` and
+publishes the result. Workers are gthread (the services mostly wait on I/O); workers,
+threads and timeouts come from the environment. The master validates the settings
+before forking, so a bad value stops start-up once with a clear message, prepares the
+prometheus multiprocess directory, and serves ``/metrics`` for all workers on the
+metrics port.
+
+Nothing here imports prometheus_client at module level: the multiprocess directory must
+be in the environment before the first import, in the master and in every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from chassis.logs import gunicorn_logconfig
+from chassis.settings import ServiceSettings, load_settings
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"invalid setting {name}: expected an integer, got {raw!r}") from None
+
+
+def prepare_multiprocess_dir(service: str) -> Path:
+    """Use ``PROMETHEUS_MULTIPROC_DIR`` (emptied: stale files would add up) or make one."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        path = Path(tempfile.mkdtemp(prefix=f"{service}-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def gunicorn_settings(
+    settings_cls: type[ServiceSettings], *, app: str, port: int, metrics_port: int
+) -> dict[str, Any]:
+    settings = load_settings(settings_cls)
+    service = settings.service_name
+    created_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    multiproc_dir = prepare_multiprocess_dir(service)
+    host = os.environ.get("HOST", "127.0.0.1")
+    metrics_port_value = _env_int("METRICS_PORT", metrics_port)
+    workers = _env_int("WEB_CONCURRENCY", 2)
+    threads = _env_int("GUNICORN_THREADS", 8)
+
+    def when_ready(server: Any) -> None:
+        from prometheus_client import start_http_server
+
+        from chassis.metrics import exposition_registry
+
+        if settings.metrics_enabled and metrics_port_value > 0:
+            start_http_server(metrics_port_value, addr=host, registry=exposition_registry())
+            server.log.info(
+                "metrics_listening", extra={"address": f"http://{host}:{metrics_port_value}"}
+            )
+
+    def post_worker_init(worker: Any) -> None:
+        from chassis.metrics import WORKER_THREADS
+
+        WORKER_THREADS.set(threads)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+    def on_exit(server: Any) -> None:
+        if created_dir:
+            shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+    return {
+        "wsgi_app": app,
+        "bind": [f"{host}:{_env_int('PORT', port)}"],
+        "worker_class": "gthread",
+        "workers": workers,
+        "threads": threads,
+        # The app factory must run in each worker, after fork: tracing's exporter thread
+        # and connection pools do not survive a fork.
+        "preload_app": False,
+        "timeout": _env_int("GUNICORN_TIMEOUT", 60),
+        "graceful_timeout": _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25),
+        "keepalive": _env_int("GUNICORN_KEEPALIVE", 5),
+        "max_requests": _env_int("GUNICORN_MAX_REQUESTS", 0),
+        "max_requests_jitter": _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0),
+        "worker_tmp_dir": os.environ.get("GUNICORN_WORKER_TMP_DIR") or None,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "logconfig_dict": gunicorn_logconfig(service, settings.log_level, settings.log_format),
+        "proc_name": service,
+        # One control socket per host path would be shared by every service on a laptop,
+        # and a read-only root filesystem has nowhere to put it.
+        "control_socket_disable": True,
+        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "when_ready": when_ready,
+        "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
+        "on_exit": on_exit,
+    }

@@ -1,0 +1,100 @@
+"""Prometheus metrics that stay correct with several gunicorn workers.
+
+gunicorn runs each service as several processes; a counter kept in one worker's memory
+would be scraped at random from whichever worker answered. prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by :mod:`chassis.gunicorn_config`
+before any worker starts) keeps each worker's values in files that one collector adds
+up. The exposition is served on a separate metrics port, never on the public one.
+
+Every service exposes the same RED metrics, so one dashboard query covers all three.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+REQUEST_DURATION = Histogram(
+    "http_server_request_duration_seconds",
+    "Duration of HTTP requests served, by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUESTS_IN_FLIGHT = Gauge(
+    "http_server_active_requests",
+    "HTTP requests being served right now.",
+    multiprocess_mode="livesum",
+)
+WORKER_THREADS = Gauge(
+    "http_server_worker_threads",
+    "Request threads this service can run at once (capacity for saturation).",
+    multiprocess_mode="livesum",
+)
+SERVICE_INFO = Gauge(
+    "ideasnap_service_info",
+    "Constant 1, labelled with the running release.",
+    ["release", "environment"],
+    multiprocess_mode="liveall",
+)
+UNMATCHED_ROUTE = "unmatched"
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def exposition_registry() -> CollectorRegistry:
+    """The registry to scrape: the sum over workers in multiprocess mode."""
+    if not multiprocess_enabled():
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def render_metrics() -> Response:
+    return Response(generate_latest(exposition_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def route_label() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED_ROUTE
+
+
+def install_red_metrics(app: Flask) -> None:
+    """Time every request by route template (never raw path: ids would explode cardinality)."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.chassis_started = time.perf_counter()
+        REQUESTS_IN_FLIGHT.inc()
+        g.chassis_in_flight = True
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("chassis_started")
+        if started is not None:
+            g.chassis_duration = time.perf_counter() - started
+            REQUEST_DURATION.labels(
+                request.method, route_label(), str(response.status_code)
+            ).observe(g.chassis_duration)
+        return response
+
+    @app.teardown_request
+    def _done(_: BaseException | None) -> None:
+        if g.pop("chassis_in_flight", False):
+            REQUESTS_IN_FLIGHT.dec()

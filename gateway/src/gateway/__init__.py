@@ -1,0 +1,1 @@
+"""gateway: IdeaSnap's only public service."""

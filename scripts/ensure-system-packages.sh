@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite and benchmarks start for real, when missing:
+# redis-server (rate limits, cache), prometheus + promtool (dashboards, alerts), nginx (bench).
+# Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
+set -euo pipefail
+
+declare -A PACKAGE_FOR=(
+  [redis-server]=redis-server
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [nginx]=nginx
+)
+
+missing=()
+for command in "$@"; do
+  if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then
+    missing+=("${PACKAGE_FOR[$command]:-$command}")
+  fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing system packages: ${packages[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root to install ${packages[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Services are started by the tests themselves; never by the package's init scripts.
+printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+$sudo chmod +x /usr/sbin/policy-rc.d
+$sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+$sudo rm -f /usr/sbin/policy-rc.d

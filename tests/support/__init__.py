@@ -1,0 +1,1 @@
+"""Shared test support: real processes on loopback ports, test images, log readers."""

@@ -1,0 +1,1 @@
+"""upload-svc: image intake, storage and derived images for IdeaSnap."""
