@@ -69,6 +69,21 @@ def make_formatter(service: str, fmt: str = "json") -> logging.Formatter:
     )
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a line is emitted, not when configured."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        return
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and stdlib logging to one JSON stream on stdout (idempotent)."""
     structlog.configure(
@@ -80,7 +95,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.setFormatter(make_formatter(service, fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -13,7 +13,6 @@ from typing import Any
 import sentry_sdk
 from opentelemetry import trace
 from sentry_sdk.integrations.flask import FlaskIntegration
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 from chassis.redaction import REDACTED, redact
 from chassis.settings import ServiceSettings
@@ -53,14 +52,15 @@ def init_sentry(settings: ServiceSettings, **options: Any) -> bool:
         release=settings.release,
         environment=settings.environment,
         server_name=settings.service_name,
-        send_default_pii=False,
-        max_request_body_size="never",
-        include_local_variables=False,
+        data_collection={
+            "user_info": False,
+            "http_bodies": [],
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "denylist", "terms": sorted(SCRUBBED_HEADERS)}},
+            "url_query_params": {"mode": "denylist", "terms": ["key", "api_key", "token"]},
+            "stack_frame_variables": False,
+        },
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        event_scrubber=EventScrubber(
-            denylist=[*DEFAULT_DENYLIST, "api_key", "x_goog_api_key", "dsn", "image"],
-            recursive=True,
-        ),
         before_send=scrub_event,
         integrations=[FlaskIntegration()],
         **options,
