@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chassis.errors import ApiError
 
@@ -19,28 +19,35 @@ from chassis.errors import ApiError
 class Language(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     code: str = Field(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
-    name: str
+    name: str = Field(min_length=1, description="the language's own name, shown to people")
+    english: str = Field(min_length=1, description="its English name, used in prompts")
 
 
 class Tone(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str = Field(pattern=r"^[a-z_]+$")
-    name: str
-    instruction: str
+    name: str = Field(min_length=1)
+    instruction: str = Field(min_length=1)
 
 
 class Template(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str = Field(pattern=r"^[a-z_]+$")
-    name: str
-    description: str
-    instruction: str
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    instruction: str = Field(min_length=1)
 
 
 class CountRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     min: int = Field(ge=1)
     max: int = Field(le=10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CountRange:
+        if self.min > self.max:
+            raise ValueError("count.min must not exceed count.max")
+        return self
 
 
 class Defaults(BaseModel):
@@ -148,9 +155,18 @@ class Catalogue(BaseModel):
         }
 
 
+class PresetsError(ValueError):
+    """The presets file is missing or invalid: the service must not start with it."""
+
+
 def load_catalogue(path: Path | None = None) -> Catalogue:
-    if path is None:
-        text = resources.files("ai_svc").joinpath("presets.yaml").read_text(encoding="utf-8")
-    else:
-        text = path.read_text(encoding="utf-8")
-    return Catalogue.model_validate(yaml.safe_load(text))
+    """The catalogue from ``path`` (``PRESETS_FILE``) or the packaged default, validated."""
+    source = str(path) if path is not None else "the packaged presets.yaml"
+    try:
+        if path is None:
+            text = resources.files("ai_svc").joinpath("presets.yaml").read_text(encoding="utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
+        return Catalogue.model_validate(yaml.safe_load(text))
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise PresetsError(f"invalid presets file {source}: {error}") from None

@@ -1,22 +1,29 @@
 """The offline provider: ideas from what can be measured in the image itself.
 
-It lets the whole stack run with no API key and no network. Its ideas are
-deterministic for an image and preset (the same photo gives the same ideas), built
-from the dominant colours, brightness and orientation of the preview, and phrased in
-the requested language. Every result says ``provider: "local"``.
+It lets the whole stack run with no API key and no network. It measures the preview's
+dominant colours, brightness and orientation, reads the capture time upload-svc knows
+(season and time of day), and fills the preset's sentence patterns, in the requested
+language, from ``local_phrases.yaml``. The same photo and preset always give the same
+ideas. Every result says ``provider: "local"``.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
 
+import yaml
 from PIL import Image, ImageStat
+from pydantic import BaseModel, ConfigDict, Field
 
 from ai_svc.presets import Catalogue, Preset
-from ai_svc.providers.base import Generation, Idea, Usage
+from ai_svc.providers.base import Generation, Idea, PreviewImage, Usage
+from ai_svc.resilience import Deadline
 
-MODEL = "local-v1"
+MODEL = "local-v2"
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 40, 40),
@@ -32,158 +39,93 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "grey": (128, 128, 128),
     "black": (20, 20, 20),
 }
+LIGHTS = ("bright", "dim", "balanced")
+ORIENTATIONS = ("portrait", "landscape", "square")
+TIMES = ("morning", "afternoon", "evening", "night")
+SEASONS = ("spring", "summer", "autumn", "winter")
 
-WORDS: dict[str, dict[str, str]] = {
-    "en": {
-        "red": "red",
-        "orange": "orange",
-        "yellow": "yellow",
-        "green": "green",
-        "teal": "teal",
-        "blue": "blue",
-        "purple": "purple",
-        "pink": "pink",
-        "brown": "brown",
-        "white": "white",
-        "grey": "grey",
-        "black": "black",
-        "bright": "bright",
-        "dim": "low-light",
-        "balanced": "softly lit",
-        "portrait": "portrait",
-        "landscape": "landscape",
-        "square": "square",
-    },
-    "ko": {
-        "red": "빨간",
-        "orange": "주황빛",
-        "yellow": "노란",
-        "green": "초록빛",
-        "teal": "청록빛",
-        "blue": "파란",
-        "purple": "보랏빛",
-        "pink": "분홍빛",
-        "brown": "갈색",
-        "white": "하얀",
-        "grey": "회색",
-        "black": "검은",
-        "bright": "밝은",
-        "dim": "어스름한",
-        "balanced": "은은한",
-        "portrait": "세로",
-        "landscape": "가로",
-        "square": "정사각",
-    },
-    "ja": {
-        "red": "赤い",
-        "orange": "オレンジ色の",
-        "yellow": "黄色い",
-        "green": "緑の",
-        "teal": "青緑の",
-        "blue": "青い",
-        "purple": "紫の",
-        "pink": "ピンクの",
-        "brown": "茶色の",
-        "white": "白い",
-        "grey": "灰色の",
-        "black": "黒い",
-        "bright": "明るい",
-        "dim": "薄暗い",
-        "balanced": "やわらかな光の",
-        "portrait": "縦長",
-        "landscape": "横長",
-        "square": "正方形",
-    },
-}
 
-PHRASES: dict[str, list[tuple[str, str]]] = {
-    "en": [
-        (
-            "A {light} moment in {colour}",
-            "A {light} {shape} frame where {colour} and {second} "
-            "set the mood. Share what made you stop and take it.",
-        ),
-        (
-            "{colour_cap} story",
-            "The {colour} tones carry this {shape} shot; {second} adds "
-            "contrast. Try telling the story behind it in one line.",
-        ),
-        (
-            "Notes on {colour} and {second}",
-            "A {light} scene, mostly {colour} with touches of "
-            "{second}. What would you name this place?",
-        ),
-        (
-            "{light_cap} {shape}",
-            "Keep it simple: a {light} {shape} photo, {colour} first, "
-            "{second} second. Ask your followers what they see.",
-        ),
-        (
-            "Colour of the day: {colour}",
-            "{colour_cap} leads, {second} follows, all in a {light} "
-            "light. A small reminder to look around.",
-        ),
-    ],
-    "ko": [
-        (
-            "{colour}{light_sep}순간",
-            "{colour} 색과 {second} 색이 분위기를 만드는 {light} {shape} "
-            "사진이에요. 이 장면에서 멈춘 이유를 나눠 보세요.",
-        ),
-        (
-            "{colour} 이야기",
-            "{colour} 톤이 이끄는 {shape} 사진, {second} 색이 대비를 더해요. "
-            "사진 뒤의 이야기를 한 줄로 남겨 보세요.",
-        ),
-        (
-            "{colour} 그리고 {second}",
-            "대부분 {colour} 색에 {second} 색이 살짝 더해진 {light} "
-            "장면이에요. 이곳에 이름을 붙인다면?",
-        ),
-        (
-            "{light} {shape} 사진",
-            "단순하게: {colour} 색이 먼저, {second} 색이 다음인 {light} "
-            "사진이에요. 무엇이 보이는지 물어보세요.",
-        ),
-        (
-            "오늘의 색: {colour}",
-            "{light} 빛 속에서 {colour} 색이 앞서고 {second} 색이 뒤따라요. "
-            "주위를 둘러보라는 작은 신호예요.",
-        ),
-    ],
-    "ja": [
-        (
-            "{colour}{light}ひととき",
-            "{colour}色と{second}色が雰囲気をつくる{light}{shape}の写真。"
-            "思わず撮った理由をシェアしてみよう。",
-        ),
-        (
-            "{colour}物語",
-            "{colour}トーンが主役の{shape}の一枚、{second}がコントラストを添える。"
-            "写真の裏にある物語を一行で。",
-        ),
-        (
-            "{colour}と{second}のメモ",
-            "ほとんどが{colour}、ところどころ{second}の{light}景色。この場所に名前をつけるなら？",
-        ),
-        (
-            "{light}{shape}",
-            "シンプルに：まず{colour}、次に{second}の{light}写真。"
-            "何が見えるかフォロワーに聞いてみよう。",
-        ),
-        (
-            "今日の色：{colour}",
-            "{light}光の中、{colour}が先に立ち、{second}が続く。まわりを見渡す小さなきっかけに。",
-        ),
-    ],
-}
+class Pattern(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+
+
+class TemplatePhrases(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    with_tone: bool
+    hashtags: list[str]
+    ideas: list[Pattern] = Field(min_length=1)
+
+
+class LanguagePhrases(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    colours: dict[str, str]
+    light: dict[str, str]
+    orientation: dict[str, str]
+    time: dict[str, str]
+    season: dict[str, str]
+    when: str
+    when_unknown: str
+    sentence_gap: str = " "
+    tones: dict[str, str]
+    templates: dict[str, TemplatePhrases]
+
+    def missing_words(self) -> list[str]:
+        wanted = {
+            "colours": COLOURS,
+            "light": LIGHTS,
+            "orientation": ORIENTATIONS,
+            "time": TIMES,
+            "season": SEASONS,
+        }
+        return [
+            f"{group}.{word}"
+            for group, words in wanted.items()
+            for word in words
+            if word not in getattr(self, group)
+        ]
+
+
+class PhrasesError(ValueError):
+    """The phrase book does not cover the catalogue: the service must not start."""
+
+
+def load_phrases(catalogue: Catalogue, text: str | None = None) -> dict[str, LanguagePhrases]:
+    """The phrase book, checked to cover every offered language and template.
+
+    A tone without a line here is still served: its ideas just carry no closing line.
+    """
+    if text is None:
+        text = resources.files("ai_svc").joinpath("local_phrases.yaml").read_text("utf-8")
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise PhrasesError("local_phrases.yaml must map language codes to phrases")
+    phrases = {code: LanguagePhrases.model_validate(value) for code, value in raw.items()}
+    problems = []
+    for language in catalogue.languages:
+        book = phrases.get(language.code)
+        if book is None:
+            problems.append(f"language {language.code}")
+            continue
+        problems += [f"{language.code}: {word}" for word in book.missing_words()]
+        problems += [
+            f"{language.code}: template {template}"
+            for template in catalogue.template_ids
+            if template not in book.templates
+        ]
+    if problems:
+        raise PhrasesError("local_phrases.yaml is missing " + ", ".join(problems))
+    return phrases
 
 
 @dataclass(frozen=True)
 class Measurements:
-    colours: tuple[str, str]
+    colours: tuple[str, ...]
     brightness: float
     orientation: str
+    time_of_day: str | None = None
+    season: str | None = None
 
     @property
     def light(self) -> str:
@@ -201,12 +143,28 @@ def nearest_colour(rgb: tuple[int, ...]) -> str:
     )
 
 
-def measure(image_bytes: bytes) -> Measurements:
+def time_of_day(moment: datetime) -> str:
+    hour = moment.hour
+    if 5 <= hour < 11:
+        return "morning"
+    if 11 <= hour < 17:
+        return "afternoon"
+    if 17 <= hour < 21:
+        return "evening"
+    return "night"
+
+
+def season(moment: datetime) -> str:
+    """Meteorological seasons of the northern hemisphere, where most users live."""
+    return SEASONS[((moment.month % 12) // 3 + 3) % 4]
+
+
+def measure(image_bytes: bytes, captured_at: datetime | None = None) -> Measurements:
     with Image.open(io.BytesIO(image_bytes)) as image:
         image.draft("RGB", (128, 128))
-        small = image.convert("RGB")
-        small.thumbnail((64, 64))
         width, height = image.size
+        small = image.convert("RGB")
+    small.thumbnail((64, 64))
     brightness = ImageStat.Stat(small.convert("L")).mean[0]
     palette = small.quantize(colors=6, method=Image.Quantize.MEDIANCUT)
     counts = sorted(palette.getcolors() or [], reverse=True)
@@ -216,7 +174,11 @@ def measure(image_bytes: bytes) -> Measurements:
         name = nearest_colour(tuple(raw_palette[index * 3 : index * 3 + 3]))
         if name not in names:
             names.append(name)
-    names += ["grey", "white"]
+    for filler in ("grey", "white", "black"):
+        if len(names) >= 3:
+            break
+        if filler not in names:
+            names.append(filler)
     if width > height * 1.1:
         orientation = "landscape"
     elif height > width * 1.1:
@@ -224,42 +186,63 @@ def measure(image_bytes: bytes) -> Measurements:
     else:
         orientation = "square"
     return Measurements(
-        colours=(names[0], names[1]), brightness=brightness, orientation=orientation
+        colours=tuple(names[:3]),
+        brightness=brightness,
+        orientation=orientation,
+        time_of_day=time_of_day(captured_at) if captured_at else None,
+        season=season(captured_at) if captured_at else None,
     )
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def tag(word: str) -> str:
+    return "#" + "".join(character for character in word if character.isalnum())
 
 
 class LocalProvider:
     name = "local"
     model = MODEL
 
-    def generate(self, image: bytes, preset: Preset, catalogue: Catalogue) -> Generation:
-        found = measure(image)
-        words = WORDS.get(preset.language, WORDS["en"])
-        phrases = PHRASES.get(preset.language, PHRASES["en"])
-        values = {
-            "colour": words[found.colours[0]],
-            "second": words[found.colours[1]],
-            "light": words[found.light],
-            "shape": words[found.orientation],
-            "light_sep": " ",
-        }
-        values["colour_cap"] = values["colour"][:1].upper() + values["colour"][1:]
-        values["light_cap"] = values["light"][:1].upper() + values["light"][1:]
-        template = catalogue.template_ids[preset.template]
-        start = sum(image[:64]) % len(phrases)
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.phrases = load_phrases(catalogue)
+
+    def generate(
+        self, image: PreviewImage, preset: Preset, catalogue: Catalogue, deadline: Deadline
+    ) -> Generation:
+        """Milliseconds of local work: the deadline cannot be at risk here."""
+        found = measure(image.data, image.captured_at)
+        book = self.phrases[preset.language]
+        template = book.templates[preset.template]
+        when = (
+            book.when.format(season=book.season[found.season], time=book.time[found.time_of_day])
+            if found.time_of_day and found.season
+            else book.when_unknown
+        )
+        start = int(image.sha256[:8], 16) if image.sha256 else 0
         ideas = []
         for number in range(preset.count):
-            title, body = phrases[(start + number) % len(phrases)]
-            ideas.append(
-                Idea(
-                    title=title.format(**values),
-                    body=body.format(**values),
-                    hashtags=[
-                        f"#{found.colours[0]}",
-                        f"#{found.orientation}",
-                        f"#{template.id.replace('_', '')}",
-                        f"#{preset.tone}",
-                    ],
-                )
-            )
+            pattern = template.ideas[(start + number) % len(template.ideas)]
+            # Past the patterns' count, rotate the colours so every idea differs.
+            shift = number // len(template.ideas)
+            first = found.colours[shift % len(found.colours)]
+            second = found.colours[(shift + 1) % len(found.colours)]
+            values: dict[str, Any] = {
+                "colour": book.colours[first],
+                "second": book.colours[second],
+                "light": book.light[found.light],
+                "shape": book.orientation[found.orientation],
+                "when": when,
+            }
+            values |= {f"{key}_cap": capitalised(str(values[key])) for key in list(values)}
+            body = pattern.body.format(**values)
+            tone_line = book.tones.get(preset.tone)
+            if template.with_tone and tone_line:
+                body = f"{body}{book.sentence_gap}{tone_line}"
+            hashtags = [tag(book.colours[first]), *template.hashtags]
+            if found.season:
+                hashtags.append(tag(book.season[found.season]))
+            ideas.append(Idea(title=pattern.title.format(**values), body=body, hashtags=hashtags))
         return Generation(ideas=ideas, provider=self.name, model=self.model, usage=Usage())

@@ -1,0 +1,1 @@
+"""Fakes of services the tests cannot reach: only Google's Gemini API."""
