@@ -65,8 +65,8 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers the tests start (redis-server, prometheus, nginx) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx
+system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk
 
 .PHONY: test
 test: lint system-deps ## lint, then the whole test suite (unit, integration, deploy)

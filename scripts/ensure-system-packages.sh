@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks start for real, when missing:
-# redis-server (rate limits, cache), prometheus + promtool (dashboards, alerts), nginx (bench).
+# redis-server (rate limits, cache), prometheus + promtool (dashboards, alerts), nginx and
+# wrk (the gateway benchmark's reverse-proxy comparison and its load generator).
 # Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ declare -A PACKAGE_FOR=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [nginx]=nginx
+  [wrk]=wrk
 )
 
 missing=()

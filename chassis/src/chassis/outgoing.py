@@ -37,7 +37,9 @@ class ServiceClient:
         self.session = requests.Session()
         # One retry on a refused or reset *connection* only: it covers a pooled keep-alive
         # socket the upstream closed meanwhile; nothing that reached the upstream repeats.
-        retry = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
+        # read=False (not 0) re-raises a read error as itself: with 0, a GET that timed
+        # out came back as "max retries exceeded", a ConnectionError, and so as 503.
+        retry = Retry(total=1, connect=1, read=False, status=0, other=0, redirect=0)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

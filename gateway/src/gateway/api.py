@@ -1,70 +1,150 @@
-"""The public API routes. Only what is listed here is reachable through the gateway."""
+"""The public API routes, registered from :data:`gateway.contract.OPERATIONS`.
+
+Only what is listed there is reachable through the gateway: internal service routes
+(``/internal/...``) and ``/metrics`` have no route here, so they are a 404 on the public
+port whatever the services behind expose.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
-from flask.typing import ResponseReturnValue
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from chassis.outgoing import ServiceClient
-from gateway.proxy import forward
+from flask import Blueprint, Flask, Response, current_app, request
+
+from chassis.errors import ApiError
+from gateway.contract import OPERATIONS, UPLOAD_ID_PATTERN
+from gateway.idempotency import Idempotency
+from gateway.identity import Identity
+from gateway.proxy import Upstream, forward
 from gateway.settings import GatewaySettings
 from gateway.snaps import create_snap
 
-blueprint = Blueprint("public", __name__)
+BLUEPRINT = "public"
+UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 
 
-def settings() -> GatewaySettings:
-    return current_app.config["SETTINGS"]
+@dataclass(frozen=True)
+class Edge:
+    """What the views need, built once per worker by the app factory."""
+
+    settings: GatewaySettings
+    uploads: Upstream
+    ai: Upstream
+    idempotency: Idempotency
+    identity: Identity
 
 
-def client(name: str) -> ServiceClient:
-    return current_app.extensions["upstreams"][name]
+def edge() -> Edge:
+    return current_app.extensions["gateway"]
 
 
-def to_uploads(path: str) -> Response:
-    config = settings()
-    return forward(
-        client("upload"),
-        path,
-        read_timeout=config.upload_read_timeout_seconds,
-        body_limit=config.max_body_bytes,
+def checked(upload_id: str) -> str:
+    if not UPLOAD_ID.match(upload_id):
+        raise ApiError(404, "upload_not_found", "No upload with this id.")
+    return upload_id
+
+
+def snap_view() -> Response:
+    state = edge()
+    return state.idempotency.run(lambda: create_snap(state.uploads, state.ai, state.settings))
+
+
+def create_upload_view() -> Response:
+    state = edge()
+    config = state.settings
+    return state.idempotency.run(
+        lambda: forward(
+            state.uploads,
+            "/v1/uploads",
+            read_timeout=config.upload_read_timeout_seconds,
+            body_limit=config.max_body_bytes,
+            keep_small=config.idempotency_max_body_bytes,
+        )
     )
 
 
-def to_ai(path: str) -> Response:
-    config = settings()
+def get_upload_view(upload_id: str) -> Response:
+    state = edge()
     return forward(
-        client("ai"), path, read_timeout=config.ai_read_timeout_seconds, body_limit=64 * 1024
+        state.uploads,
+        f"/v1/uploads/{checked(upload_id)}",
+        read_timeout=state.settings.fetch_read_timeout_seconds,
     )
 
 
-@blueprint.post("/v1/snaps")
-def snaps() -> ResponseReturnValue:
-    response = jsonify(create_snap(client("upload"), client("ai"), settings()))
-    response.status_code = 201
-    return response
+def delete_upload_view(upload_id: str) -> Response:
+    state = edge()
+    return forward(
+        state.uploads,
+        f"/v1/uploads/{checked(upload_id)}",
+        read_timeout=state.settings.fetch_read_timeout_seconds,
+    )
 
 
-@blueprint.post("/v1/uploads")
-def create_upload() -> ResponseReturnValue:
-    return to_uploads("/v1/uploads")
+def thumbnail_view(upload_id: str) -> Response:
+    state = edge()
+    return forward(
+        state.uploads,
+        f"/v1/uploads/{checked(upload_id)}/thumbnail",
+        read_timeout=state.settings.fetch_read_timeout_seconds,
+    )
 
 
-@blueprint.route("/v1/uploads/<upload_id>", methods=["GET", "DELETE"])
-def upload(upload_id: str) -> ResponseReturnValue:
-    return to_uploads(f"/v1/uploads/{upload_id}")
+def ideas_view() -> Response:
+    state = edge()
+    config = state.settings
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send the request as application/json.")
+    return state.idempotency.run(
+        lambda: forward(
+            state.ai,
+            "/v1/ideas",
+            read_timeout=config.ai_read_timeout_seconds,
+            body_limit=config.max_json_bytes,
+            keep_small=config.idempotency_max_body_bytes,
+        )
+    )
 
 
-@blueprint.get("/v1/uploads/<upload_id>/thumbnail")
-def thumbnail(upload_id: str) -> ResponseReturnValue:
-    return to_uploads(f"/v1/uploads/{upload_id}/thumbnail")
+def presets_view() -> Response:
+    state = edge()
+    return forward(
+        state.ai, "/v1/presets", read_timeout=state.settings.presets_read_timeout_seconds
+    )
 
 
-@blueprint.post("/v1/ideas")
-def ideas() -> ResponseReturnValue:
-    return to_ai("/v1/ideas")
+VIEWS: dict[str, Callable[..., Response]] = {
+    "create_snap": snap_view,
+    "create_upload": create_upload_view,
+    "get_upload": get_upload_view,
+    "delete_upload": delete_upload_view,
+    "get_thumbnail": thumbnail_view,
+    "create_ideas": ideas_view,
+    "get_presets": presets_view,
+}
 
 
-@blueprint.get("/v1/presets")
-def presets() -> ResponseReturnValue:
-    return to_ai("/v1/presets")
+@dataclass(frozen=True)
+class PublicApi:
+    limited: frozenset[str]
+    """Flask endpoints subject to identity, limits and quotas."""
+    costs_ai: frozenset[str]
+
+
+def register_public_api(app: Flask) -> PublicApi:
+    blueprint = Blueprint(BLUEPRINT, __name__)
+    limited, costs_ai = set(), set()
+    for operation in OPERATIONS:
+        view = VIEWS.get(operation.endpoint)
+        if view is None:
+            continue  # served by the chassis (health)
+        blueprint.add_url_rule(operation.rule, operation.endpoint, view, methods=[operation.method])
+        endpoint = f"{BLUEPRINT}.{operation.endpoint}"
+        if operation.limited:
+            limited.add(endpoint)
+        if operation.costs_ai:
+            costs_ai.add(endpoint)
+    app.register_blueprint(blueprint)
+    return PublicApi(frozenset(limited), frozenset(costs_ai))

@@ -1,91 +1,178 @@
 """``POST /v1/snaps``: store the photo, then ask for ideas about it, in one call.
 
-The image is parsed out of the multipart body into a spooled temporary file (on disk
-past a small threshold) and streamed to upload-svc; the preset fields go to ai-svc with
-the new upload id. If the ideas step fails, the upload is deleted again, so a failed
-snap leaves nothing behind and the app can simply retry it.
+The multipart body is parsed as it arrives: the image part goes to a temporary file that
+stays in memory only up to 64 KiB (disk past that), so a 10 MB photo costs the gateway
+no more memory than a small one. The file is then streamed to upload-svc as the raw
+body, with its length, and the preset fields go to ai-svc with the new upload id. If
+the ideas step fails, the upload is deleted again, so a failed snap leaves nothing
+behind and the app can simply retry it.
+
+``gateway_snaps_total{stage}`` follows the funnel: received, stored, succeeded.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
 
+import requests
 import structlog
-from flask import request
+from flask import Response, jsonify, request
+from werkzeug.datastructures import FileStorage
+from werkzeug.formparser import FormDataParser
 
 from chassis.errors import ApiError
-from chassis.outgoing import ServiceClient
+from gateway.metrics import SNAPS
+from gateway.proxy import (
+    CHUNK,
+    Upstream,
+    call,
+    headers_for_upstream,
+    read_answer,
+    too_large,
+    upstream_error,
+)
 from gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
+
 PRESET_FIELDS = ("template", "tone", "language")
+SPOOL_IN_MEMORY = 64 * 1024
+# Also bounds werkzeug's parse buffer, which takes 64 KiB reads: keep well above that.
+FORM_FIELD_BYTES = 256 * 1024
+FORM_PARTS = 32
+ANSWER_LIMIT = 1024 * 1024
 
 
-def preset_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        name: request.form[name] for name in PRESET_FIELDS if request.form.get(name)
-    }
-    raw_count = request.form.get("count")
+def spool(*_: Any, **__: Any) -> IO[bytes]:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="rb+")
+
+
+class FileBody:
+    """A spooled file sent on in chunks with its length (no rollover to disk just to size it)."""
+
+    def __init__(self, file: IO[bytes], length: int) -> None:
+        self.file = file
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while chunk := self.file.read(CHUNK):
+            yield chunk
+
+
+def read_form(limit: int) -> tuple[FileStorage, dict[str, Any]]:
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "Send multipart/form-data.")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    request.max_content_length = limit
+    parser = FormDataParser(
+        stream_factory=spool,
+        max_form_memory_size=FORM_FIELD_BYTES,
+        max_content_length=limit,
+        max_form_parts=FORM_PARTS,
+    )
+    _, form, files = parser.parse(
+        request.stream, request.mimetype, request.content_length, request.mimetype_params
+    )
+    image = files.get("image")
+    if image is None:
+        raise ApiError(400, "missing_image", "Send the image in a multipart field 'image'.")
+    fields: dict[str, Any] = {name: form[name] for name in PRESET_FIELDS if form.get(name)}
+    raw_count = form.get("count")
     if raw_count:
         try:
             fields["count"] = int(raw_count)
         except ValueError:
             raise ApiError(422, "invalid_request", "count must be a whole number.") from None
-    return fields
+    return image, fields
 
 
-def json_or_error(response: Any) -> dict[str, Any]:
+def json_or_error(upstream: Upstream, response: requests.Response) -> dict[str, Any]:
+    """The service's JSON answer, or its error raised as the same error (5xx counted)."""
+    if response.status_code >= 500:
+        raise upstream_error(upstream, response)
     try:
-        payload = response.json()
+        payload = json.loads(read_answer(upstream, response, ANSWER_LIMIT))
     except ValueError:
         payload = None
     if response.status_code >= 400:
-        error = (payload or {}).get("error") if isinstance(payload, dict) else None
-        if response.status_code >= 500 and not error:
-            raise ApiError(502, "bad_gateway", "A backing service failed.")
-        if not error:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(error, dict) or "code" not in error:
             raise ApiError(502, "bad_gateway", "A backing service gave an unexpected answer.")
-        raise ApiError(response.status_code, error["code"], error["message"])
+        raise ApiError(
+            response.status_code,
+            str(error["code"]),
+            str(error.get("message", "")),
+            details=error.get("details") if isinstance(error.get("details"), dict) else None,
+        )
     if not isinstance(payload, dict):
         raise ApiError(502, "bad_gateway", "A backing service gave an unexpected answer.")
     return payload
 
 
-def create_snap(
-    uploads: ServiceClient, ai: ServiceClient, settings: GatewaySettings
-) -> dict[str, Any]:
-    if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "Send multipart/form-data.")
-    image = request.files.get("image")
-    if image is None:
-        raise ApiError(400, "missing_image", "Send the image in a multipart field 'image'.")
-    fields = preset_fields()
+def create_snap(uploads: Upstream, ai: Upstream, settings: GatewaySettings) -> Response:
+    image, fields = read_form(settings.max_body_bytes)
+    SNAPS.labels("received").inc()
+    stream = image.stream
+    length = stream.seek(0, 2)
+    if length > settings.max_upload_bytes:
+        raise too_large(settings.max_upload_bytes)
+    forwarded = headers_for_upstream()
     upload = json_or_error(
-        uploads.request(
+        uploads,
+        call(
+            uploads,
             "POST",
             "/v1/uploads",
-            data=image.stream,
-            headers={"Content-Type": "application/octet-stream"},
-            timeout=(uploads.timeout[0], settings.upload_read_timeout_seconds),
-        )
+            data=FileBody(stream, length),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-Forwarded-For": forwarded["X-Forwarded-For"],
+            },
+            timeout=(uploads.client.timeout[0], settings.upload_read_timeout_seconds),
+            stream=True,
+        ),
     )
+    image.close()
+    if not isinstance(upload.get("id"), str):
+        raise ApiError(502, "bad_gateway", "A backing service gave an unexpected answer.")
+    SNAPS.labels("stored").inc()
     try:
         ideas = json_or_error(
-            ai.request(
+            ai,
+            call(
+                ai,
                 "POST",
                 "/v1/ideas",
                 json={"upload_id": upload["id"], **fields},
-                timeout=(ai.timeout[0], settings.ai_read_timeout_seconds),
-            )
+                headers={"X-Forwarded-For": forwarded["X-Forwarded-For"]},
+                timeout=(ai.client.timeout[0], settings.ai_read_timeout_seconds),
+                stream=True,
+            ),
         )
-    except ApiError:
+    except BaseException:
         discard_upload(uploads, upload["id"])
         raise
-    return {"upload": upload, **ideas}
+    SNAPS.labels("succeeded").inc()
+    response = jsonify({"upload": upload, **ideas})
+    response.status_code = 201
+    return response
 
 
-def discard_upload(uploads: ServiceClient, upload_id: str) -> None:
+def discard_upload(uploads: Upstream, upload_id: str) -> None:
     try:
-        uploads.request("DELETE", f"/v1/uploads/{upload_id}")
+        response = call(uploads, "DELETE", f"/v1/uploads/{upload_id}")
+        response.close()
+        if response.status_code >= 400:
+            log.warning(
+                "snap_upload_not_discarded", upload_id=upload_id, status=response.status_code
+            )
     except ApiError:
         log.warning("snap_upload_not_discarded", upload_id=upload_id)

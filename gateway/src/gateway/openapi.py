@@ -1,0 +1,235 @@
+"""``/openapi.json``: the OpenAPI 3.1 document, generated from :mod:`gateway.contract`.
+
+Schemas come from the pydantic models (``models_json_schema``); paths, parameters,
+status codes and headers from the operations table the routes are registered from. The
+document is built once per worker and depends on configuration only where the API does
+(the API key header's name, whether a key is required).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway.contract import (
+    BY_ENDPOINT,
+    OPERATIONS,
+    UPLOAD_ID_PATTERN,
+    Body,
+    Operation,
+    Reply,
+)
+from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from gateway.settings import GatewaySettings
+
+REF = "#/components/schemas/{model}"
+BINARY = {"type": "string", "format": "binary"}
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": "Requests allowed in the window of the limit closest to running out.",
+    "X-RateLimit-Remaining": "Requests left in that window.",
+    "X-RateLimit-Reset": "When that window resets (Unix time, seconds).",
+    "RateLimit-Limit": "As X-RateLimit-Limit (IETF draft name).",
+    "RateLimit-Remaining": "As X-RateLimit-Remaining (IETF draft name).",
+    "RateLimit-Reset": "Seconds until that window resets.",
+}
+
+
+def header_components() -> dict[str, Any]:
+    integer = {"type": "integer", "minimum": 0}
+    headers: dict[str, Any] = {
+        name: {"description": description, "schema": integer}
+        for name, description in RATE_LIMIT_HEADERS.items()
+    }
+    headers["RateLimit-Policy"] = {
+        "description": "Every limit on this route: `amount;w=window-seconds`, comma separated.",
+        "schema": {"type": "string"},
+    }
+    headers["Retry-After"] = {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+    headers["X-Request-ID"] = {
+        "description": "The request's id: in every log line, trace and error about it.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    headers["Location"] = {"description": "Path of the new upload.", "schema": {"type": "string"}}
+    headers["ETag"] = {"description": "Validator for If-None-Match.", "schema": {"type": "string"}}
+    headers["Idempotency-Replayed"] = {
+        "description": "`true` when this is the stored answer to an earlier request.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+    return headers
+
+
+def header_refs(operation: Operation, reply: Reply, status: int) -> dict[str, Any]:
+    names = ["X-Request-ID", *reply.headers]
+    if operation.limited:
+        names.extend([*RATE_LIMIT_HEADERS, "RateLimit-Policy"])
+    if operation.idempotent and status < 500:
+        names.append("Idempotency-Replayed")
+    refs: dict[str, Any] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+    if status == 429:
+        refs["Retry-After"] = {
+            "description": "Seconds until the limit that was hit resets.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    return refs
+
+
+def schema_ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def request_body(body: Body) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    for media_type in body.media_types:
+        if media_type in ("multipart/form-data", "application/json") and body.model is not None:
+            content[media_type] = {"schema": schema_ref(body.model)}
+        else:
+            content[media_type] = {"schema": BINARY}
+    return {"required": True, "content": content}
+
+
+def responses(operation: Operation) -> dict[str, Any]:
+    documented: dict[str, Any] = {}
+    for status, reply in sorted(operation.replies.items()):
+        entry: dict[str, Any] = {
+            "description": reply.description,
+            "headers": header_refs(operation, reply, status),
+        }
+        if reply.links:
+            entry["links"] = links(reply)
+        if reply.model is not None:
+            entry["content"] = {"application/json": {"schema": schema_ref(reply.model)}}
+        elif reply.media_types:
+            entry["content"] = {media_type: {"schema": BINARY} for media_type in reply.media_types}
+        documented[str(status)] = entry
+    return documented
+
+
+def links(reply: Reply) -> dict[str, Any]:
+    """What a client can do next with the id in this answer (also drives stateful tests)."""
+    found: dict[str, Any] = {}
+    for endpoint, expression in reply.links:
+        target = BY_ENDPOINT[endpoint]
+        link: dict[str, Any] = {"operationId": endpoint}
+        if target.body is not None:
+            link["requestBody"] = {"upload_id": expression}
+        else:
+            link["parameters"] = {"path.upload_id": expression}
+        found["".join(part.title() for part in endpoint.split("_"))] = link
+    return found
+
+
+def parameters(operation: Operation) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if "<upload_id>" in operation.rule:
+        found.append(
+            {
+                "name": "upload_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": UPLOAD_ID_PATTERN},
+            }
+        )
+    if operation.idempotent:
+        found.append(
+            {
+                "name": IDEMPOTENCY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": (
+                    "Makes a retry safe: the same key and body within a day returns the "
+                    "first answer instead of running again. Use a fresh UUID per action."
+                ),
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[!-~]+$",
+                },
+            }
+        )
+    if operation.conditional:
+        found.append(
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        )
+    return found
+
+
+def build_document(settings: GatewaySettings) -> dict[str, Any]:
+    models: list[type[BaseModel]] = []
+    for operation in OPERATIONS:
+        if operation.body is not None and operation.body.model is not None:
+            models.append(operation.body.model)
+        models.extend(reply.model for reply in operation.replies.values() if reply.model)
+    unique = list(dict.fromkeys(models))
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in unique], ref_template=REF
+    )
+
+    keys = settings.api_keys_file is not None
+    security: list[dict[str, list[str]]] = []
+    if keys:
+        security = [{"ApiKey": []}] if settings.api_keys_required else [{"ApiKey": []}, {}]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        entry: dict[str, Any] = {
+            "operationId": operation.endpoint,
+            "summary": operation.summary,
+            "description": operation.description,
+            "tags": [operation.tag],
+            "responses": responses(operation),
+        }
+        if params := parameters(operation):
+            entry["parameters"] = params
+        if operation.body is not None:
+            entry["requestBody"] = request_body(operation.body)
+        if not operation.limited:
+            entry["security"] = []
+        paths.setdefault(operation.path, {})[operation.method.lower()] = entry
+
+    components: dict[str, Any] = {
+        "schemas": definitions.get("$defs", {}),
+        "headers": header_components(),
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "IdeaSnap API",
+            "version": settings.release,
+            "summary": "A photo in, ideas out.",
+            "description": (
+                'Every error is `{"error": {"code", "message", "request_id"}}` with the '
+                "right status. Limits are per client (API key, else address): "
+                f"`{settings.rate_limit_default}` over all calls, `{settings.rate_limit_ai}` "
+                f"and `{settings.ai_daily_quota}` for calls that cost an AI call. POSTs "
+                f"accept `{IDEMPOTENCY_HEADER}`."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "snaps", "description": "Photo in, ideas out, in one call."},
+            {"name": "uploads", "description": "Stored photos."},
+            {"name": "ideas", "description": "Ideas and the presets they are written with."},
+            {"name": "health", "description": "For load balancers and probes."},
+        ],
+        "paths": paths,
+        "components": components,
+    }
+    if keys:
+        components["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": settings.api_key_header}
+        }
+        document["security"] = security
+    return document

@@ -1,0 +1,170 @@
+"""Rate limits and the daily AI quota, with flask-limiter.
+
+Three limits, each counted per client (see :mod:`gateway.identity`) and shared by every
+gateway replica through Redis:
+
+- ``default`` (``RATE_LIMIT_DEFAULT``, 60/minute): every public API call, all routes
+  together, so a client's budget does not grow with the number of routes;
+- ``ai`` (``RATE_LIMIT_AI``, 10/minute): the calls that cost a model call
+  (``POST /v1/snaps``, ``POST /v1/ideas``), all hit up front;
+- ``quota`` (``AI_DAILY_QUOTA``, 100/day): the same calls, charged only when ideas were
+  delivered (a rejected image or an upstream failure costs the client nothing, and an
+  idempotent replay is neither checked nor charged: the retry after the last unit of
+  the quota still gets its answer).
+
+Preflights, health checks and the contract are never limited. A refusal is 429 in the
+JSON error shape with ``Retry-After``; every limited response carries ``X-RateLimit-*``
+(epoch reset, as flask-limiter names them) and ``RateLimit-*`` (delta reset, IETF draft)
+for the limit closest to running out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Collection
+
+import structlog
+from flask import Flask, Response, g, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+
+from chassis.errors import error_response
+from gateway.identity import Identity
+from gateway.limit_store import RateLimitStoreUnavailable
+from gateway.metrics import RATE_LIMITED
+from gateway.settings import GatewaySettings
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX = "gateway"
+
+
+def storage_for(settings: GatewaySettings) -> tuple[str, dict[str, object]]:
+    if not settings.redis_url:
+        return "memory://", {}
+    return f"gateway+{settings.redis_url}", {
+        "fail_open": settings.rate_limit_fail_open,
+        "memory_fallback": settings.rate_limit_memory_fallback,
+        "retry_seconds": settings.rate_limit_store_retry_seconds,
+        "timeout_seconds": settings.redis_timeout_seconds,
+    }
+
+
+def build_limiter(
+    settings: GatewaySettings,
+    identity: Identity,
+    limited_endpoints: Collection[str],
+    ai_endpoints: Collection[str],
+    answer_waiting: Callable[[], bool],
+) -> Limiter:
+    """The limiter; ``answer_waiting`` tells whether an idempotent replay is due (no quota)."""
+
+    def costs_ai() -> bool:
+        return request.endpoint in ai_endpoints
+
+    def delivered(response: Response) -> bool:
+        return response.status_code < 400 and not g.get("idempotent_replay")
+
+    uri, options = storage_for(settings)
+    limiter = Limiter(
+        key_func=identity.bucket,
+        application_limits=[
+            ApplicationLimit(settings.rate_limit_default, scope="default"),
+            ApplicationLimit(
+                settings.rate_limit_ai, scope="ai", exempt_when=lambda: not costs_ai()
+            ),
+            ApplicationLimit(
+                settings.ai_daily_quota,
+                scope="quota",
+                exempt_when=lambda: not costs_ai() or answer_waiting(),
+                deduct_when=delivered,
+            ),
+        ],
+        storage_uri=uri,
+        storage_options=options,  # type: ignore[arg-type]
+        strategy=settings.rate_limit_strategy,
+        headers_enabled=False,
+        swallow_errors=False,
+        key_prefix=KEY_PREFIX,
+        enabled=settings.rate_limit_enabled,
+    )
+
+    @limiter.request_filter
+    def _not_limited() -> bool:
+        return request.method == "OPTIONS" or request.endpoint not in limited_endpoints
+
+    return limiter
+
+
+def seconds_until(reset_at: float) -> int:
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def header_limit(limits: list[RequestLimit]) -> RequestLimit:
+    """The breached limit, else the one closest to running out (shorter window on a tie)."""
+    breached = [item for item in limits if item.breached]
+    if breached:
+        return breached[0]
+    return min(limits, key=lambda item: (item.remaining, item.limit.get_expiry()))
+
+
+def install_limit_responses(app: Flask, limiter: Limiter) -> None:
+    """429 in the error shape, 503 when failing closed, and the limit headers everywhere.
+
+    Must run before ``limiter.init_app``: after-request functions run in reverse order,
+    so the headers are written after flask-limiter has charged the quota.
+    """
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(error: RateLimitExceeded) -> Response:
+        runtime = error.limit
+        label = runtime.scope if isinstance(runtime.scope, str) else "default"
+        RATE_LIMITED.labels(label).inc()
+        if label == "quota":
+            code, what = "quota_exceeded", "Daily AI quota used up"
+        else:
+            code, what = "rate_limited", "Too many requests"
+        return error_response(
+            429,
+            code,
+            f"{what}: the limit is {runtime.limit}. Retry after the Retry-After delay.",
+            # The whole window as a floor; the exact delay replaces it in _limit_headers.
+            headers={"Retry-After": str(runtime.limit.get_expiry())},
+            details={"limit": label},
+        )
+
+    @app.errorhandler(RateLimitStoreUnavailable)
+    def _store_unavailable(_: RateLimitStoreUnavailable) -> Response:
+        retry = app.config["SETTINGS"].rate_limit_store_retry_seconds
+        return error_response(
+            503,
+            "rate_limit_unavailable",
+            "Rate limiting is unavailable, so the request was not served. Retry shortly.",
+            headers={"Retry-After": str(max(1, math.ceil(retry)))},
+        )
+
+    @app.after_request
+    def _limit_headers(response: Response) -> Response:
+        current = limiter.current_limits if limiter.enabled else []
+        if not current or g.get("rate_limit_degraded"):
+            return response
+        try:
+            chosen = header_limit(current)
+            reset_at, remaining = chosen.reset_at, chosen.remaining
+        except Exception as error:  # a store failing mid-request must not turn into a 500
+            log.warning("rate_limit_headers_skipped", error=str(error))
+            return response
+        delta = seconds_until(reset_at)
+        headers = response.headers
+        headers["X-RateLimit-Limit"] = str(chosen.limit.amount)
+        headers["X-RateLimit-Remaining"] = str(remaining)
+        headers["X-RateLimit-Reset"] = str(int(reset_at))
+        headers["RateLimit-Limit"] = str(chosen.limit.amount)
+        headers["RateLimit-Remaining"] = str(remaining)
+        headers["RateLimit-Reset"] = str(delta)
+        headers["RateLimit-Policy"] = ", ".join(
+            f"{item.limit.amount};w={item.limit.get_expiry()}" for item in current
+        )
+        if response.status_code == 429:
+            headers["Retry-After"] = str(delta)
+        return response
