@@ -1,0 +1,157 @@
+"""The chart's requests, limits and HPA targets, computed from one run's figures.
+
+The rules (also in bench/README.md), per service, with K the knee in snaps/s per pod
+(one pod of each service, as the benchmark runs them):
+
+- CPU request = CPU seconds per snap x K, rounded up to 50m: what one pod burns at its
+  knee, so a pod scheduled on that request can reach its knee on a busy node.
+- CPU limit = 2 x the request: room for start-up and bursts without CFS throttling,
+  which would add straight to p99.
+- Memory request = resident memory (master + workers) at the end of the soak x 1.25,
+  rounded up to 32 MiB; memory limit = 2 x the request, so a leak or a burst of large
+  decodes meets the limit long before the node runs out. upload-svc's limit is at least
+  its soak RSS plus the largest decodes it admits at once (workers x
+  ``INTAKE_CONCURRENCY`` x ``MAX_IMAGE_PIXELS`` x 3 bytes): the benchmark's 12 MP photos
+  do not reach the largest image it accepts, and an OOM kill mid-upload is a 502.
+- HPA on CPU (gateway, upload-svc, and ai-svc's floor): target = (K/2) / K = 50% of the
+  request, so pods are added when they average half the knee and a doubling of load
+  while new pods start still lands at the knee, not past it.
+- ai-svc scales on in-flight requests (it waits on Gemini with idle CPU): the chart's
+  ``inFlight.targetUtilization`` is a fraction of the pod's threads (workers x threads);
+  the recommended value is the mean in flight per pod measured at half the knee (the
+  soak) over that capacity, rounded up to 0.05.
+
+CPU per snap comes from the soak (steady state) when it ran, else from the knee step;
+memory likewise. The recommendations stand next to the chart's current defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.chart import CHART_KEYS, PodShape, current_defaults
+from upload_svc.settings import UploadSettings
+
+SERVICES = ("gateway", "upload-svc", "ai-svc")
+CPU_STEP_MILLICORES = 50
+MEMORY_STEP_MIB = 32
+MEMORY_HEADROOM = 1.25
+LIMIT_FACTOR = 2
+HPA_LOAD_FRACTION = 0.5
+UTILIZATION_STEP = 0.05
+RULES = [
+    "CPU request = CPU s/snap x knee snaps/s, rounded up to 50m; CPU limit = 2 x request",
+    "memory request = soak-end RSS (master + workers) x 1.25, rounded up to 32Mi; "
+    "memory limit = 2 x request (upload-svc: at least RSS + workers x INTAKE_CONCURRENCY x "
+    "MAX_IMAGE_PIXELS x 3 bytes, the largest decodes it admits at once)",
+    "HPA CPU target = 50% of the request (a pod at half its knee)",
+    "ai-svc in-flight target = mean in flight per pod at half the knee / (workers x threads), "
+    "rounded up to 0.05",
+]
+
+
+def round_up(value: float, step: int) -> int:
+    return max(step, math.ceil(value / step) * step)
+
+
+def largest_decodes_mib(shape: PodShape) -> float:
+    """RGB buffers of the largest images upload-svc decodes at once, per pod (its defaults)."""
+    fields = UploadSettings.model_fields
+    pixels = fields["max_image_pixels"].default
+    slots = fields["intake_concurrency"].default
+    return shape.workers * slots * pixels * 3 / (1024 * 1024)
+
+
+def rss_from_knee(knee: dict[str, Any]) -> dict[str, float]:
+    steps = knee.get("steps") or []
+    if not steps:
+        return {}
+    concurrency = (knee.get("figures") or {}).get("knee_concurrency")
+    chosen = next((step for step in steps if step["users"] == concurrency), steps[-1])
+    return {name: service["rss_mib"] for name, service in chosen["services"].items()}
+
+
+def service_sizing(
+    name: str,
+    knee_rate: float,
+    *,
+    per_snap: float | None,
+    rss: float | None,
+    routes: dict[str, float],
+    shape: PodShape,
+) -> dict[str, Any]:
+    resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
+    if per_snap is not None:
+        request_m = round_up(per_snap * knee_rate * 1000, CPU_STEP_MILLICORES)
+        resources["requests"]["cpu"] = f"{request_m}m"
+        resources["limits"]["cpu"] = f"{request_m * LIMIT_FACTOR}m"
+    decodes = largest_decodes_mib(shape) if name == "upload-svc" else 0.0
+    if rss is not None:
+        request_mi = round_up(rss * MEMORY_HEADROOM, MEMORY_STEP_MIB)
+        limit_mi = max(request_mi * LIMIT_FACTOR, round_up(rss + decodes, MEMORY_STEP_MIB))
+        resources["requests"]["memory"] = f"{request_mi}Mi"
+        resources["limits"]["memory"] = f"{limit_mi}Mi"
+    autoscaling: dict[str, Any] = {"targetCPUUtilizationPercentage": round(100 * HPA_LOAD_FRACTION)}
+    in_flight = routes.get("*")
+    if name == "ai-svc":
+        busy = routes.get("/v1/ideas", in_flight)
+        if busy is not None:
+            fraction = math.ceil(busy / shape.capacity / UTILIZATION_STEP) * UTILIZATION_STEP
+            autoscaling["inFlight"] = {
+                "targetUtilization": round(max(UTILIZATION_STEP, fraction), 2)
+            }
+    return {
+        "values": {"resources": resources, "autoscaling": autoscaling},
+        "chart_now": current_defaults(name),
+        "inputs": {
+            "cpu_seconds_per_snap": per_snap,
+            "rss_mib": rss,
+            "in_flight_at_half_knee": in_flight,
+            "threads_per_pod": shape.capacity,
+            **({"largest_decodes_mib": round(decodes, 1)} if decodes else {}),
+        },
+    }
+
+
+def recommend(
+    results: dict[str, dict[str, Any]], pods: dict[str, PodShape]
+) -> dict[str, Any] | None:
+    """Recommended chart values, or None when the run has no knee to derive them from."""
+    knee = results.get("knee") or {}
+    knee_figures = knee.get("figures") or {}
+    knee_rate = knee_figures.get("knee_snaps_per_second")
+    if not knee_rate:
+        return None
+    soak = (results.get("soak") or {}).get("figures") or {}
+    knee_cpu = knee_figures.get("knee_cpu_seconds_per_snap") or {}
+    soak_cpu = soak.get("cpu_seconds_per_snap") or {}
+    cpu_per_snap = {
+        name: soak_cpu.get(name) if soak_cpu.get(name) is not None else knee_cpu.get(name)
+        for name in SERVICES
+    }
+    memory = {
+        name: item["end_mib"]
+        for name, item in (soak.get("memory") or {}).items()
+        if item.get("end_mib")
+    } or rss_from_knee(knee)
+    in_flight = soak.get("in_flight_by_route") or {}
+    services = {
+        name: service_sizing(
+            name,
+            knee_rate,
+            per_snap=cpu_per_snap.get(name),
+            rss=memory.get(name),
+            routes=in_flight.get(name) or {},
+            shape=pods.get(name) or PodShape(2, 8, "chassis defaults"),
+        )
+        for name in SERVICES
+    }
+    return {
+        "knee_snaps_per_second_per_pod": knee_rate,
+        "hpa_target_snaps_per_second_per_pod": round(knee_rate * HPA_LOAD_FRACTION, 3),
+        "source": "soak" if soak else "knee step",
+        "rules": RULES,
+        "services": services,
+        "chart_values": {CHART_KEYS[name]: entry["values"] for name, entry in services.items()},
+    }
