@@ -27,7 +27,7 @@ from tests.deploy.chart import (
     rendered_set,
 )
 
-SCHEMAS = Path("/work/shared/schemas")
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 CRD_FILES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
@@ -37,12 +37,8 @@ CRD_FILES = {
 
 
 def crd_schemas_dir() -> Path:
-    """The published CRDs: shared/ beside the work tree (CI's clone has it there too)."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "shared" / "schemas", SCHEMAS):
-        if candidate.is_dir():
-            return candidate
-    raise AssertionError("the published CRD schemas (shared/schemas) are missing")
+    """The published CRD and skaffold schemas, copied into tests/schemas/."""
+    return SCHEMAS
 
 
 @cache

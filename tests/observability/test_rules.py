@@ -22,7 +22,7 @@ from tests.observability.chart import ROOT, of_kind, render
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = ROOT / "tests" / "schemas"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
