@@ -302,7 +302,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     # Smoke: every code path once, in seconds; its figures mean nothing.
     seconds = 1.0 if smoke else 5.0
-    rounds = 1 if smoke else 3
+    rounds = 1 if smoke else 2
     workers = 1 if smoke else WORKERS
     load_before = os.getloadavg()
     use_wrk = shutil.which("wrk") is not None

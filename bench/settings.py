@@ -28,10 +28,10 @@ class BenchSettings:
     knee_trim_seconds: float = 3.0  # each step runs trim + step; only the step is measured
     knee_baseline_seconds: float = 15.0
     knee_step_seconds: float = 12.0
-    knee_levels: tuple[int, ...] = (2, 4, 8, 12, 16, 20, 24, 32, 48)
+    knee_levels: tuple[int, ...] = (4, 8, 16, 24, 32, 40, 48, 64)
     knee_p99_factor: float = 2.0
     knee_max_error_ratio: float = 0.01
-    knee_budget_seconds: float = 110.0
+    knee_budget_seconds: float = 150.0
     # Scenario 2: observability on and off, alternated at one saturating concurrency.
     overhead_trim_seconds: float = 4.0
     overhead_round_seconds: float = 12.0
