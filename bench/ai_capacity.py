@@ -91,7 +91,7 @@ class Plan:
         return cls(
             gemini_latency=2.0,
             step_seconds=8.0,
-            baseline_rates=(2.0, 2.5, 3.0, 4.0, 5.0),
+            baseline_rates=(1.0, 1.5, 2.0, 2.5, 3.0, 4.0),
             ours_rates=(20.0, 40.0, 50.0, 60.0, 70.0, 80.0, 100.0, 120.0),
             photos=4,
             photo_size=(1600, 1200),

@@ -12,11 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from chassis.errors import ApiError
 from chassis.requests_context import REQUEST_ID_HEADER, current_request_id
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def dropped_before_answer(error: requests.ConnectionError) -> bool:
+    """The upstream closed a pooled keep-alive connection as the request went out.
+
+    A server closes an idle keep-alive connection when its own timer runs out; a request
+    sent in that instant meets a closed socket. An idempotent request without a body is
+    safe to send once more on a fresh connection.
+    """
+    return bool(error.args) and isinstance(error.args[0], urllib3.exceptions.ProtocolError)
 
 
 class ServiceClient:
@@ -57,23 +70,28 @@ class ServiceClient:
         request_id = current_request_id()
         if request_id:
             sent_headers.setdefault(REQUEST_ID_HEADER, request_id)
-        try:
-            return self.session.request(
-                method,
-                f"{self.base_url}{path}",
-                headers=sent_headers,
-                timeout=timeout or self.timeout,
-                allow_redirects=False,
-                **kwargs,
-            )
-        except requests.Timeout as error:
-            raise ApiError(
-                504, "upstream_timeout", f"The {self.name} service did not answer in time."
-            ) from error
-        except requests.ConnectionError as error:
-            raise ApiError(
-                503, "upstream_unavailable", f"The {self.name} service is unavailable."
-            ) from error
+        retry_dropped = method.upper() in IDEMPOTENT_METHODS and kwargs.get("data") is None
+        while True:
+            try:
+                return self.session.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    headers=sent_headers,
+                    timeout=timeout or self.timeout,
+                    allow_redirects=False,
+                    **kwargs,
+                )
+            except requests.Timeout as error:
+                raise ApiError(
+                    504, "upstream_timeout", f"The {self.name} service did not answer in time."
+                ) from error
+            except requests.ConnectionError as error:
+                if retry_dropped and dropped_before_answer(error):
+                    retry_dropped = False
+                    continue
+                raise ApiError(
+                    503, "upstream_unavailable", f"The {self.name} service is unavailable."
+                ) from error
 
     def close(self) -> None:
         self.session.close()
