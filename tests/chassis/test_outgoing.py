@@ -46,8 +46,8 @@ def closing_upstream() -> Iterator[tuple[str, list[int]]]:
             with conn:
                 if not read_request(conn):
                     continue
-                conn.sendall(OK)
                 served.append(1)
+                conn.sendall(OK)
                 if first:
                     first = False
                     read_request(conn)  # the reused connection: closed, unanswered
