@@ -68,8 +68,19 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk) if missing
 	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk
 
+FIREBASE_TOOLS_VERSION := 14.27.0
+FIREBASE_CLI := $(TOOLS)/firebase-tools/node_modules/.bin/firebase
+
+$(FIREBASE_CLI):
+	@command -v npm >/dev/null || scripts/ensure-system-packages.sh npm
+	npm install --prefix $(TOOLS)/firebase-tools --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  firebase-tools@$(FIREBASE_TOOLS_VERSION)
+
+.PHONY: firebase-tools
+firebase-tools: $(FIREBASE_CLI) ## install the Firebase CLI (its Auth emulator) into .tools/
+
 .PHONY: test
-test: lint system-deps ## lint, then the whole test suite (unit, integration, deploy)
+test: lint system-deps $(FIREBASE_CLI) ## lint, then the whole test suite (unit, integration, deploy)
 	PATH="$(CURDIR)/$(BIN):/usr/sbin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: manifests
