@@ -299,18 +299,8 @@ class IdeaStreams:
         request_id: str | None,
         client: socket.socket | None,
     ) -> Iterator[bytes]:
-        provider = self.service.provider
         sink = StreamSink()
-        if cached is not None:
-            generation = cached.model_copy(update={"cached": True, "usage": Usage()})
-            for idea in generation.ideas:
-                sink.events.put(("idea", idea))
-            sink.events.put(("done", generation))
-            label = generation.provider
-        else:
-            context = contextvars.copy_context()
-            self.executor.submit(context.run, self.drive, image, preset, deadline, sink)
-            label = provider.name
+        label = self.start(sink, image, preset, deadline, cached)
         sent = 0
         finished = False
         last_write = self.clock()
@@ -347,6 +337,25 @@ class IdeaStreams:
                 sink.cancel()
                 telemetry.STREAMS_CANCELLED.labels(label).inc()
                 log.info("stream_cancelled", ideas_sent=sent)
+
+    def start(
+        self,
+        sink: StreamSink,
+        image: PreviewImage,
+        preset: Preset,
+        deadline: Deadline,
+        cached: Generation | None,
+    ) -> str:
+        """A cache hit is every event at once; otherwise a driver thread asks the model."""
+        if cached is not None:
+            generation = cached.model_copy(update={"cached": True, "usage": Usage()})
+            for idea in generation.ideas:
+                sink.events.put(("idea", idea))
+            sink.events.put(("done", generation))
+            return generation.provider
+        context = contextvars.copy_context()
+        self.executor.submit(context.run, self.drive, image, preset, deadline, sink)
+        return self.service.provider.name
 
     def next_event(
         self, sink: StreamSink, client: socket.socket | None, quiet_since: float
