@@ -104,6 +104,7 @@ def test_the_gemini_call_is_a_genai_client_span_with_its_http_span_inside(
     fake_gemini: FakeGemini,
     spans: tuple[TracerProvider, InMemorySpanExporter],
     http_spans: None,
+    *,
     streamed: bool,
 ) -> None:
     provider, exporter = spans
@@ -133,7 +134,8 @@ def test_the_gemini_call_is_a_genai_client_span_with_its_http_span_inside(
 
     http = [span for span in finished if span.kind is SpanKind.CLIENT and span is not genai]
     assert len(http) == 1, [span.name for span in finished]
-    assert http[0].parent is not None and http[0].parent.span_id == genai.context.span_id
+    assert http[0].parent is not None
+    assert http[0].parent.span_id == genai.context.span_id
     assert http[0].context.trace_id == genai.context.trace_id
     method = "streamGenerateContent" if streamed else "generateContent"
     # The instrumentation's default semantic conventions name the URL http.url.

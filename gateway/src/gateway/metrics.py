@@ -77,3 +77,4 @@ def touch_series() -> None:
         TIME_TO_FIRST_IDEA.labels(route)
         for outcome in STREAM_OUTCOMES:
             STREAMS.labels(route, outcome)
+            TIME_TO_WHOLE_ANSWER.labels(route, outcome)
