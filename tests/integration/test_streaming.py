@@ -276,3 +276,19 @@ def test_an_idempotent_replay_of_a_stream_is_the_stored_answer_as_a_stream(
     assert [event.data for event in again.events] == [event.data for event in first.events]
     assert as_json.status_code == 201
     assert as_json.json()["ideas"] == [event.data["idea"] for event in first.named("idea")]
+
+
+def test_the_contract_documents_the_event_streams(stack: Stack) -> None:
+    document = requests.get(f"{stack.url}/openapi.json", timeout=10).json()
+    schemas = document["components"]["schemas"]
+    for path, status, names in (
+        ("/v1/snaps", "200", ["upload", "idea", "done", "error"]),
+        ("/v1/ideas", "200", ["idea", "done", "error"]),
+    ):
+        content = document["paths"][path]["post"]["responses"][status]["content"]
+        events = content["text/event-stream"]["x-events"]
+        assert list(events) == names
+        for ref in events.values():
+            assert ref["$ref"].rsplit("/", 1)[-1] in schemas
+    assert "index" in schemas["IdeaEvent"]["required"]
+    assert set(schemas["StreamError"]["required"]) == {"status", "error"}
