@@ -21,7 +21,9 @@ and ai-svc can tell the difference:
   with ``google.rpc.RetryInfo`` on 429.
 
 Control (not part of Gemini): ``POST /_control`` with JSON ``{"latency": seconds,
-"faults": [...], "thinking_tokens": n, "reset_stats": true}`` and ``GET /_stats``.
+"faults": [...], "thinking_tokens": n, "stream_chunks": n, "chunk_interval": seconds,
+"reset_stats": true}`` and ``GET /_stats`` (a streamed call records a ``timeline`` of its
+chunks and ``client_closed_at``).
 Faults are served in order, one per model call, then normal answers resume. A fault is
 a string (``"503"``, ``"429"``, ``"timeout"``, ``"reset"``, ``"blocked"``, ``"safety"``,
 ``"max_tokens"``, ``"invalid_json"``..., see ``FAULT_KINDS``), optionally ``"503@model"``
