@@ -70,7 +70,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeGemini) -> Iterato
 
 @pytest.fixture(autouse=True)
 def slow_model(fake: FakeGemini) -> None:
-    fake.control(stream_chunks=CHUNKS, chunk_interval=INTERVAL, faults=[], reset_stats=True)
+    fake.control(
+        latency=0, stream_chunks=CHUNKS, chunk_interval=INTERVAL, faults=[], reset_stats=True
+    )
 
 
 @dataclass
@@ -292,3 +294,21 @@ def test_the_contract_documents_the_event_streams(stack: Stack) -> None:
             assert ref["$ref"].rsplit("/", 1)[-1] in schemas
     assert "index" in schemas["IdeaEvent"]["required"]
     assert set(schemas["StreamError"]["required"]) == {"status", "error"}
+
+
+def test_comment_heartbeats_keep_the_stream_alive_while_the_model_thinks(
+    stack: Stack, fake: FakeGemini
+) -> None:
+    fake.control(latency=1.8)
+    response = snap_stream(stack, "think", 9)
+    before_first_idea: list[str] = []
+    for line in response.iter_lines(chunk_size=1, decode_unicode=True):
+        if line == "event: idea":
+            break
+        before_first_idea.append(line)
+    response.close()
+
+    heartbeats = [line for line in before_first_idea if line.startswith(":")]
+    # 1.8 s of thinking at one comment per 0.5 s, plus the one that opens the stream.
+    assert len(heartbeats) >= 3, before_first_idea
+    assert before_first_idea[0] == "event: upload"

@@ -333,8 +333,9 @@ class IdeaStreams:
                 else:
                     return
         finally:
+            # Also after an error (the deadline, say): no model call outlives its stream.
+            sink.cancel()
             if not finished:
-                sink.cancel()
                 telemetry.STREAMS_CANCELLED.labels(label).inc()
                 log.info("stream_cancelled", ideas_sent=sent)
 
