@@ -29,7 +29,7 @@ CHUNKS = 6
 INTERVAL = 0.3
 KEYS = {
     name: f"stream-test-key-{name:0<12}"
-    for name in ("order", "gone", "retry", "cut", "quota", "replay")
+    for name in ("order", "gone", "retry", "cut", "quota", "replay", "think")
 }
 
 
