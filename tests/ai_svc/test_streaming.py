@@ -160,3 +160,32 @@ def test_the_chassis_instruments_the_transport_google_genai_uses() -> None:
         instrumentor.uninstrument()
         if was_on:
             instrumentor.instrument()
+
+
+@pytest.mark.integration
+def test_a_cache_hit_streams_every_idea_at_once_with_no_model_call(
+    gemini_app: Build, uploads: Uploads, fake_gemini: FakeGemini
+) -> None:
+    harness = gemini_app(ai_cache_size=64)
+    fake_gemini.control(stream_chunks=4, chunk_interval=0.2)
+    client = harness.app.test_client()
+    request = {"upload_id": uploads.ids["portrait"], "count": 3}
+    first = events_of(
+        client.post("/v1/ideas", json=request, headers={"Accept": "text/event-stream"}).get_data(
+            as_text=True
+        )
+    )
+    again = events_of(
+        client.post("/v1/ideas", json=request, headers={"Accept": "text/event-stream"}).get_data(
+            as_text=True
+        )
+    )
+
+    assert fake_gemini.stats()["calls"] == 1
+    assert [name for name, _ in again] == ["idea", "idea", "idea", "done"]
+    assert [data for name, data in again if name == "idea"] == [
+        data for name, data in first if name == "idea"
+    ]
+    assert first[-1][1]["cached"] is False
+    assert again[-1][1]["cached"] is True
+    assert again[-1][1]["usage"]["output_tokens"] == 0
