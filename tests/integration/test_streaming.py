@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ CHUNKS = 6
 INTERVAL = 0.3
 KEYS = {
     name: f"stream-test-key-{name:0<12}"
-    for name in ("order", "gone", "retry", "cut", "quota", "replay", "think")
+    for name in ("order", "gone", "free1", "free2", "retry", "cut", "quota", "replay", "think")
 }
 
 
@@ -204,9 +205,32 @@ def test_a_client_that_leaves_stops_the_model_call_and_frees_the_gateway_thread(
     assert total(stack.gateway.metrics_url, "gateway_streams_open") == 0
     assert total(stack.gateway.metrics_url, "gateway_streams_total", outcome="client_gone") >= 1
     assert total(stack.ai.metrics_url, "ai_streams_cancelled_total") == cancelled_before + 1
-    # Both gateway threads serve again (one would be stuck if the relay had hung).
-    for _ in range(4):
-        assert requests.get(f"{stack.url}/v1/presets", timeout=5).status_code == 200
+    # Both gateway threads (the gateway runs two) serve streams again, at the same time:
+    # with one stuck, the second stream would wait for the first to end.
+    fake.control(stream_chunks=CHUNKS, chunk_interval=INTERVAL)
+    streams: dict[str, Stream] = {}
+
+    def ideas(key: str) -> None:
+        streams[key] = read_stream(
+            requests.post(
+                f"{stack.url}/v1/ideas",
+                json={"upload_id": upload["id"], "count": 3},
+                headers={"Accept": "text/event-stream", "X-API-Key": KEYS[key]},
+                stream=True,
+                timeout=30,
+            )
+        )
+
+    both = [threading.Thread(target=ideas, args=(key,)) for key in ("free1", "free2")]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join(30)
+    first, second = streams["free1"], streams["free2"]
+    assert [event.name for event in first.events][-1] == "done"
+    assert [event.name for event in second.events][-1] == "done"
+    assert first.named("idea")[0].at < second.named("done")[0].at
+    assert second.named("idea")[0].at < first.named("done")[0].at
 
 
 def test_a_failure_before_the_first_idea_is_retried(stack: Stack, fake: FakeGemini) -> None:
