@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import knee, overhead, soak
+from bench import knee, overhead, soak, streaming
 from bench.console import say
 from bench.machine import describe_command, describe_commit, describe_machine
 from bench.report import render
@@ -37,9 +37,9 @@ from bench.settings import BenchSettings
 from bench.sizing import recommend
 
 ROOT = Path(__file__).resolve().parents[1]
-OWN = ("knee", "overhead", "soak")
+OWN = ("knee", "overhead", "streaming", "soak")
 COMPARISONS = ("gateway_hop", "intake", "ai_capacity")
-ORDER = ("knee", "overhead", "gateway_hop", "intake", "ai_capacity", "soak")
+ORDER = ("knee", "overhead", "streaming", "gateway_hop", "intake", "ai_capacity", "soak")
 REQUIRED_KEYS = ("figures", "table")
 BUDGET_MINUTES = 20
 
@@ -141,6 +141,8 @@ def run_scenario(
         return overhead.run(work_dir, settings.smoke, settings, knee=knee_result)
     if name == "soak":
         return soak.run(work_dir, settings.smoke, settings, knee=knee_result)
+    if name == "streaming":
+        return streaming.run(work_dir, settings.smoke, settings, knee=knee_result)
     return comparison(name)(work_dir, settings.smoke)
 
 

@@ -4,7 +4,8 @@ The first rows are RED per service and per route from the chassis histogram ever
 service exposes under the same name, so one query covers all three. Saturation compares
 what a pod is doing with what it can do (in-flight requests against its worker threads,
 replicas against the HPA's maximum), because the services scale on saturation, not CPU.
-The funnel follows one snap from upload to ideas.
+The funnel follows one snap from upload to ideas; next to it, for streamed answers, the
+time to the first idea against the time to the whole answer.
 """
 
 from __future__ import annotations
@@ -281,11 +282,57 @@ def funnel_row() -> Row:
     )
 
 
+def _stream_quantile(q: float, metric: str, extra: str = "") -> str:
+    return (
+        f"histogram_quantile({q}, sum by (route, le) "
+        f"(rate({metric}_bucket{{{FUNNEL}{extra}}}[{RATE}])))"
+    )
+
+
+def streaming_row() -> Row:
+    first, whole = "gateway_time_to_first_idea_seconds", "gateway_stream_duration_seconds"
+    done = ', outcome="done"'
+    return Row(
+        "Streamed ideas: first idea and whole answer",
+        [
+            timeseries_panel(
+                "Time to first idea vs whole answer (p50, p99)",
+                "Accept: text/event-stream answers, from the request's arrival at the "
+                "gateway: to the first idea relayed, and to the done event. The gap is "
+                "what streaming saves a person waiting.",
+                [
+                    Query(_stream_quantile(0.5, first), "first idea p50 {{route}}"),
+                    Query(_stream_quantile(0.99, first), "first idea p99 {{route}}"),
+                    Query(_stream_quantile(0.5, whole, done), "whole answer p50 {{route}}"),
+                    Query(_stream_quantile(0.99, whole, done), "whole answer p99 {{route}}"),
+                ],
+                unit="s",
+                span=16,
+                links=[trace_search_link("gateway", "${__field.labels.route}")],
+            ),
+            timeseries_panel(
+                "Streams by outcome",
+                "How event streams ended: done, error (an error event), client_gone "
+                "(the client left; the model call was stopped), upstream_broken.",
+                [
+                    Query(
+                        f"sum by (outcome) (rate(gateway_streams_total{{{FUNNEL}}}[{RATE}]))",
+                        "{{outcome}}",
+                    )
+                ],
+                unit="reqps",
+                span=8,
+            ),
+        ],
+    )
+
+
 def spec() -> DashboardSpec:
     return DashboardSpec(
         uid="ideasnap-overview",
         title="IdeaSnap / Overview",
-        description="RED per service and route, saturation, and the snap funnel.",
+        description="RED per service and route, saturation, the snap funnel and streamed "
+        "ideas (time to first idea vs the whole answer).",
         variables=[
             label_variable(
                 "job",
@@ -295,5 +342,5 @@ def spec() -> DashboardSpec:
                 all_value=SERVICES_REGEX,
             )
         ],
-        rows=[*red_rows(), saturation_row(), funnel_row()],
+        rows=[*red_rows(), saturation_row(), funnel_row(), streaming_row()],
     )

@@ -108,6 +108,18 @@ def test_the_overhead_compares_observability_on_and_off(smoke: dict[str, Any]) -
     assert len(result["rounds"]["on"]) == len(result["rounds"]["off"]) >= 1
 
 
+def test_streaming_reports_first_idea_against_the_whole_answer(smoke: dict[str, Any]) -> None:
+    result = scenario(smoke, "streaming")
+    figures = result["figures"]
+    assert figures["users"] == scenario(smoke, "knee")["figures"]["knee_concurrency"]
+    assert figures["users_from_knee"] is True
+    assert figures["streams"] > 0
+    assert figures["errors"] == 0
+    for name in ("first_idea", "whole_answer"):
+        assert 0 < figures[f"{name}_p50_ms"] <= figures[f"{name}_p99_ms"]
+    assert figures["first_idea_p50_ms"] < figures["whole_answer_p50_ms"]
+
+
 def test_the_soak_reports_errors_and_every_services_memory(smoke: dict[str, Any]) -> None:
     figures = scenario(smoke, "soak")["figures"]
     assert "errors" in figures

@@ -21,7 +21,9 @@ and ai-svc can tell the difference:
   with ``google.rpc.RetryInfo`` on 429.
 
 Control (not part of Gemini): ``POST /_control`` with JSON ``{"latency": seconds,
-"faults": [...], "thinking_tokens": n, "reset_stats": true}`` and ``GET /_stats``.
+"faults": [...], "thinking_tokens": n, "stream_chunks": n, "chunk_interval": seconds,
+"reset_stats": true}`` and ``GET /_stats`` (a streamed call records a ``timeline`` of its
+chunks and ``client_closed_at``).
 Faults are served in order, one per model call, then normal answers resume. A fault is
 a string (``"503"``, ``"429"``, ``"timeout"``, ``"reset"``, ``"blocked"``, ``"safety"``,
 ``"max_tokens"``, ``"invalid_json"``..., see ``FAULT_KINDS``), optionally ``"503@model"``
@@ -45,6 +47,7 @@ import json
 import math
 import random
 import re
+import select
 import signal
 import socket
 import struct
@@ -99,7 +102,8 @@ CONTENT_FAULTS = {
     "wrong_schema",
     "empty",
 }
-FAULT_KINDS = frozenset({*HTTP_FAULTS, "502", "timeout", "reset", *CONTENT_FAULTS})
+# "cut": a stream reset by the network after half its chunks (a JSON answer: at once).
+FAULT_KINDS = frozenset({*HTTP_FAULTS, "502", "timeout", "reset", "cut", *CONTENT_FAULTS})
 
 WORDS: dict[str, dict[str, list[str]]] = {
     "en": {
@@ -242,6 +246,8 @@ class FakeState:
     latency: float = 0.0
     thinking_tokens: int = 0
     hang_seconds: float = 30.0
+    stream_chunks: int = 3
+    chunk_interval: float = 0.0
     api_key: str | None = None
     faults: deque[Fault] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -265,6 +271,10 @@ class FakeState:
                 self.thinking_tokens = max(0, int(payload["thinking_tokens"]))
             if "hang_seconds" in payload:
                 self.hang_seconds = max(0.0, float(payload["hang_seconds"]))
+            if "stream_chunks" in payload:
+                self.stream_chunks = max(1, int(payload["stream_chunks"]))
+            if "chunk_interval" in payload:
+                self.chunk_interval = max(0.0, float(payload["chunk_interval"]))
             if "api_key" in payload:
                 self.api_key = payload["api_key"] or None
             if "faults" in payload:
@@ -279,6 +289,8 @@ class FakeState:
             "latency": self.latency,
             "thinking_tokens": self.thinking_tokens,
             "hang_seconds": self.hang_seconds,
+            "stream_chunks": self.stream_chunks,
+            "chunk_interval": self.chunk_interval,
             "faults": [fault.describe() for fault in self.faults],
         }
 
@@ -768,10 +780,14 @@ class GeminiHandler(BaseHTTPRequestHandler):
             return
         self.state.pause(self.state.latency if fault is None or fault.seconds is None else 0)
         responses = self.generate(model, prompt, config, fault, summary)
+        if fault is not None and fault.kind == "cut" and not summary["sse"]:
+            summary["outcome"] = "cut"
+            self.reset_connection()
+            return
         if method == "generateContent":
             self.send_json(200, responses[-1] if len(responses) == 1 else merge(responses))
         elif summary["sse"]:
-            self.send_sse(responses)
+            self.send_sse(responses, summary)
         else:
             self.send_json(200, responses)
 
@@ -907,8 +923,9 @@ class GeminiHandler(BaseHTTPRequestHandler):
         if not thoughts:
             del usage["thoughtsTokenCount"]
         summary.update(output_tokens=answer_tokens, thinking_tokens=thoughts, finish_reason=finish)
-        pieces = split_text(text) if text else [""]
+        pieces = split_text(text, self.state.stream_chunks) if text else [""]
         chunks = []
+        written = ""
         for number, piece in enumerate(pieces):
             last = number == len(pieces) - 1
             content: dict[str, Any] = {"role": "model"}
@@ -918,20 +935,83 @@ class GeminiHandler(BaseHTTPRequestHandler):
             if last:
                 candidate["finishReason"] = finish
                 candidate["safetyRatings"] = safety_ratings(blocked=finish == "SAFETY")
-            chunks.append({"candidates": [candidate], "usageMetadata": usage, **base})
+            # As the real API does, each chunk's usage counts the answer so far.
+            written += piece
+            so_far = dict(usage)
+            so_far["candidatesTokenCount"] = text_tokens(written) if not last else answer_tokens
+            so_far["totalTokenCount"] = (
+                usage["promptTokenCount"] + so_far["candidatesTokenCount"] + thoughts
+            )
+            chunks.append({"candidates": [candidate], "usageMetadata": so_far, **base})
         return chunks
 
-    def send_sse(self, responses: list[dict[str, Any]]) -> None:
+    def send_sse(self, responses: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+        """The chunks ``chunk_interval`` apart, as a model writes; stops when the client leaves.
+
+        ``summary["timeline"]`` records when each chunk went out (``time.time()``) and the
+        answer tokens written by then; a client that closes the connection is noticed
+        while waiting for the next chunk (``client_closed_at``) and nothing more is
+        written (or billed): the real API stops generating too.
+        """
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        for response in responses:
+        self.wfile.flush()
+        timeline: list[dict[str, Any]] = []
+        summary.update(chunks_planned=len(responses), timeline=timeline, client_closed_at=None)
+        cut_after = (
+            max(1, len(responses) // 2) if str(summary.get("fault")).startswith("cut") else None
+        )
+        for number, response in enumerate(responses):
+            if number == cut_after:
+                summary["outcome"] = "cut"
+                self.reset_connection()
+                return
+            if number and self.wait_for_next_chunk(self.state.chunk_interval):
+                summary["client_closed_at"] = time.time()
+                summary["outcome"] = "client_closed"
+                self.close_connection = True
+                return
             event = f"data: {json.dumps(response, ensure_ascii=False)}\r\n\r\n".encode()
-            self.wfile.write(f"{len(event):X}\r\n".encode() + event + b"\r\n")
-            self.wfile.flush()
+            try:
+                self.wfile.write(f"{len(event):X}\r\n".encode() + event + b"\r\n")
+                self.wfile.flush()
+            except OSError:
+                summary["client_closed_at"] = time.time()
+                summary["outcome"] = "client_closed"
+                self.close_connection = True
+                return
+            usage = response.get("usageMetadata", {})
+            timeline.append(
+                {
+                    "chunk": number,
+                    "sent_at": time.time(),
+                    "output_tokens": usage.get("candidatesTokenCount", 0),
+                }
+            )
         self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def wait_for_next_chunk(self, seconds: float) -> bool:
+        """Sleep until the next chunk is due; True if the client closed meanwhile."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or self.state.stopping.is_set():
+                return self.peer_closed()
+            with contextlib.suppress(OSError, ValueError):
+                readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                if readable and self.peer_closed():
+                    return True
+
+    def peer_closed(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
 
 def split_text(text: str, pieces: int = 3) -> list[str]:

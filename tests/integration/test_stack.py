@@ -160,3 +160,31 @@ def test_sigterm_lets_an_in_flight_request_finish(stack: Stack) -> None:
     assert b" 201 " in status_line, answer[:300]
     assert stack.upload.managed.process.wait(20) == 0
     stack.upload.start()
+
+
+def events_of(response: requests.Response) -> list[tuple[str, dict]]:
+    found, name = [], None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            found.append((name, json.loads(line.removeprefix("data: "))))
+    return found
+
+
+def test_the_local_provider_streams_the_same_ideas_as_its_json_answer(
+    stack: Stack,
+) -> None:
+    image = photo(900, 600, colour=(40, 160, 70))
+    streamed = snap(stack, image, Accept="text/event-stream")
+    assert streamed.status_code == 200
+    assert streamed.headers["Content-Type"].startswith("text/event-stream")
+    events = events_of(streamed)
+    assert [name for name, _ in events] == ["upload", "idea", "idea", "idea", "done"]
+    done = events[-1][1]
+    assert done["provider"] == "local"
+    assert done["cached"] is False
+
+    as_json = snap(stack, image).json()
+    ideas = [data["idea"] for name, data in events if name == "idea"]
+    assert as_json["ideas"] == ideas, "the stream tells the same ideas as the JSON answer"

@@ -93,6 +93,7 @@ def test_the_four_views_exist_with_their_rows(dashboards: dict[str, dict[str, An
             "Traffic, errors and latency (RED) per route",
             "Saturation",
             "Snap funnel",
+            "Streamed ideas: first idea and whole answer",
         ],
         "ideasnap-ai": [
             "Gemini calls",

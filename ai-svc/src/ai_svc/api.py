@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ai_svc.ideas import IdeaService
 from ai_svc.presets import Catalogue
+from ai_svc.streaming import IdeaStreams, wants_stream
 from chassis.errors import ApiError
+from chassis.requests_context import current_request_id
 
 blueprint = Blueprint("ideas", __name__)
 
@@ -53,5 +55,13 @@ def ideas() -> ResponseReturnValue:
             },
         ) from None
     preset = catalogue().resolve(body.template, body.tone, body.language, body.count)
+    if wants_stream(request.accept_mimetypes):
+        streams: IdeaStreams = current_app.extensions["idea_streams"]
+        return streams.respond(
+            body.upload_id,
+            preset,
+            request_id=current_request_id(),
+            client=request.environ.get("gunicorn.socket"),
+        )
     service: IdeaService = current_app.extensions["ideas"]
     return jsonify(service.ideas(body.upload_id, preset))

@@ -21,6 +21,7 @@ from ai_svc.presets import load_catalogue
 from ai_svc.providers.base import Provider
 from ai_svc.providers.local import LocalProvider
 from ai_svc.settings import AiSettings
+from ai_svc.streaming import IdeaStreams, StreamOptions
 from chassis.app import create_service_app
 from chassis.outgoing import ServiceClient
 from chassis.settings import load_settings
@@ -89,13 +90,22 @@ def create_app(settings: AiSettings | None = None, *, provider: Provider | None 
     telemetry.UPSTREAM_IN_FLIGHT.set(0)
     app.extensions["catalogue"] = catalogue
     app.extensions["provider"] = chosen
-    app.extensions["ideas"] = IdeaService(
+    service = IdeaService(
         uploads,
         chosen,
         catalogue,
         cache,
         preview_long_side=settings.preview_long_side,
         deadline_seconds=settings.ai_deadline_seconds,
+    )
+    app.extensions["ideas"] = service
+    app.extensions["idea_streams"] = IdeaStreams(
+        service,
+        StreamOptions(
+            heartbeat_seconds=settings.ai_stream_heartbeat_seconds,
+            local_pace_seconds=settings.local_stream_pace_seconds,
+        ),
+        drivers=max(8, settings.upstream_slots_per_worker),
     )
     app.register_blueprint(blueprint)
     return app

@@ -106,9 +106,13 @@ class IdeaService:
         return generation
 
     def ideas(self, upload_id: str, preset: Preset) -> dict[str, Any]:
+        started = time.monotonic()
         deadline = Deadline(self.deadline_seconds, self.clock)
         generation = self.generate(self.preview(upload_id, deadline), preset, deadline)
         telemetry.IDEAS.labels(generation.provider, "ok").inc()
+        telemetry.ANSWER_DURATION.labels(generation.provider, "json").observe(
+            time.monotonic() - started
+        )
         log.info(
             "ideas_answered",
             upload_id=upload_id,

@@ -27,6 +27,12 @@ class AiSettings(ServiceSettings):
     ai_deadline_seconds: float = Field(
         default=30.0, gt=0, le=600, description="overall time one ideas request may take"
     )
+    ai_stream_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="comment line this often while the model thinks"
+    )
+    local_stream_pace_seconds: float = Field(
+        default=0.25, ge=0, le=5, description="local provider: pause between streamed ideas"
+    )
     presets_file: Path | None = Field(default=None, description="presets YAML; packaged default")
 
     gemini_api_key: SecretStr | None = None

@@ -14,13 +14,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from prometheus_client import Counter, Gauge, Histogram
 
 from ai_svc.resilience import BreakerState
 
-GENAI_PROVIDER = "gcp.gemini"
-OPERATION = "generate_content"
+GENAI_PROVIDER = gen_ai.GenAiProviderNameValues.GCP_GEMINI.value
+OPERATION = gen_ai.GenAiOperationNameValues.GENERATE_CONTENT.value
 # The GenAI semantic conventions' advice for operation duration, in seconds.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96)
 
@@ -60,6 +62,26 @@ IDEAS = Counter(
     "ai_ideas",
     "Idea requests answered, by provider and outcome (ok, blocked, error).",
     ["provider", "outcome"],
+)
+# Seconds, for a person waiting on a phone: from the request's arrival.
+ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0)
+FIRST_IDEA = Histogram(
+    "ai_time_to_first_idea_seconds",
+    "Streamed answers: time from the request's arrival to its first idea event, by provider.",
+    ["provider"],
+    buckets=ANSWER_BUCKETS,
+)
+ANSWER_DURATION = Histogram(
+    "ai_answer_duration_seconds",
+    "Time from the request's arrival to its whole answer (the done event, or the JSON "
+    "document), by provider and mode (stream, json).",
+    ["provider", "mode"],
+    buckets=ANSWER_BUCKETS,
+)
+STREAMS_CANCELLED = Counter(
+    "ai_streams_cancelled",
+    "Streamed answers stopped because the client went away (the model call was cut off).",
+    ["provider"],
 )
 CONTENT_BLOCKED = Counter(
     "ai_content_blocked",
@@ -104,9 +126,9 @@ def genai_span(
         f"{OPERATION} {model}",
         kind=SpanKind.CLIENT,
         attributes={
-            "gen_ai.operation.name": OPERATION,
-            "gen_ai.provider.name": GENAI_PROVIDER,
-            "gen_ai.request.model": model,
+            gen_ai.GEN_AI_OPERATION_NAME: OPERATION,
+            gen_ai.GEN_AI_PROVIDER_NAME: GENAI_PROVIDER,
+            gen_ai.GEN_AI_REQUEST_MODEL: model,
             **(attributes or {}),
         },
         record_exception=False,
@@ -116,5 +138,5 @@ def genai_span(
 
 
 def mark_span_error(span: Span, error_type: str, message: str) -> None:
-    span.set_attribute("error.type", error_type)
+    span.set_attribute(error_attributes.ERROR_TYPE, error_type)
     span.set_status(Status(StatusCode.ERROR, message))

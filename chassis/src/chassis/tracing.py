@@ -59,10 +59,19 @@ def setup_tracing(
 
 
 def _instrument_outgoing_http() -> None:
-    """requests carries service-to-service calls; httpx is google-genai's transport."""
+    """requests carries service-to-service calls; httpx2 is google-genai's transport.
+
+    google-genai sends through ``httpx2`` (a fork of httpx under its own import name)
+    whenever it is installed, so instrumenting ``httpx`` alone records no client span
+    for a call to Gemini. Each library that is present is instrumented.
+    """
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
     RequestsInstrumentor().instrument()
+    if importlib.util.find_spec("httpx2") is not None:
+        from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
+
+        HTTPX2ClientInstrumentor().instrument()
     if importlib.util.find_spec("httpx") is not None:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Blueprint, Flask, Response, current_app, request
 
@@ -20,6 +21,7 @@ from gateway.identity import Identity
 from gateway.proxy import Upstream, forward
 from gateway.settings import GatewaySettings
 from gateway.snaps import create_snap
+from gateway.streaming import ideas_stream, replayed_stream, snap_stream, wants_stream
 
 BLUEPRINT = "public"
 UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
@@ -48,7 +50,15 @@ def checked(upload_id: str) -> str:
 
 def snap_view() -> Response:
     state = edge()
-    return state.idempotency.run(lambda: create_snap(state.uploads, state.ai, state.settings))
+    stream = (
+        partial(snap_stream, uploads=state.uploads, ai=state.ai, settings=state.settings)
+        if wants_stream()
+        else None
+    )
+    return state.idempotency.run(
+        lambda: create_snap(state.uploads, state.ai, state.settings, stream),
+        replay_as=replayed_stream,
+    )
 
 
 def create_upload_view() -> Response:
@@ -97,6 +107,10 @@ def ideas_view() -> Response:
     config = state.settings
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the request as application/json.")
+    if wants_stream():
+        return state.idempotency.run(
+            lambda: ideas_stream(state.ai, config), replay_as=replayed_stream
+        )
     return state.idempotency.run(
         lambda: forward(
             state.ai,

@@ -102,6 +102,45 @@ class SnapResponse(IdeasResponse):
     upload: Upload
 
 
+class IdeaEvent(Open):
+    """``event: idea``: one idea, whole, the moment the model has written it."""
+
+    index: int = Field(ge=0, description="Its place in the answer, from 0; each sent once.")
+    idea: Idea
+
+
+class IdeasDone(Open):
+    """``event: done``: the JSON answer without its ideas (they came as idea events)."""
+
+    upload_id: str
+    preset: Preset
+    provider: str
+    model: str
+    usage: Usage
+    cached: bool
+    disclaimer: str
+
+
+class SnapDone(IdeasDone):
+    upload: Upload
+
+
+class StreamError(Open):
+    """``event: error``: the stream failed; the envelope and code the JSON answer would carry."""
+
+    status: int = Field(description="The HTTP status the JSON answer would have had.")
+    error: ErrorInfo
+    retry_after: int | None = Field(default=None, description="Seconds, as Retry-After.")
+
+
+STREAM_NOTE = (
+    " With `Accept: text/event-stream` the answer is Server-Sent Events: {events}, each "
+    "`data:` one JSON object (schemas under `x-events`), with comment lines "
+    "(`: keep-alive`) while the model thinks. Errors found before the stream starts "
+    "(limits, quota, a refused photo, an unknown upload) are the usual JSON errors."
+)
+
+
 class IdeasRequest(BaseModel):
     """Ideas for an upload stored earlier; preset fields left out take the defaults."""
 
@@ -197,6 +236,8 @@ class Reply:
     headers: tuple[str, ...] = ()
     links: tuple[tuple[str, str], ...] = ()
     """(operation endpoint, runtime expression of the upload id) the answer leads to."""
+    events: tuple[tuple[str, type[BaseModel]], ...] = ()
+    """(event name, its data's model): the answer as ``text/event-stream`` too."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +299,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "The one call the app needs: the image is checked and stored, then ideas are "
             "written for it with the chosen preset. If the ideas step fails the upload is "
             "removed again. Costs one AI call (rate limit `ai` and the daily quota)."
+            + STREAM_NOTE.format(events="`upload`, one `idea` per idea, then `done` or `error`")
         ),
         tag="snaps",
         body=Body(SnapForm, ("multipart/form-data",)),
@@ -267,6 +309,18 @@ OPERATIONS: tuple[Operation, ...] = (
                 SnapResponse,
                 links=tuple(
                     (endpoint, "$response.body#/upload/id") for endpoint in UPLOAD_OPERATIONS
+                ),
+            ),
+            200: Reply(
+                "With Accept: text/event-stream: the stored upload, then each idea as it is "
+                "written, then done (or error).",
+                None,
+                (),
+                events=(
+                    ("upload", Upload),
+                    ("idea", IdeaEvent),
+                    ("done", SnapDone),
+                    ("error", StreamError),
                 ),
             ),
             **errors(400, 409, 413, 415, 422, *LIMITED, *UPSTREAM),
@@ -347,11 +401,16 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         rule="/v1/ideas",
         summary="Ideas for a stored upload",
-        description="Costs one AI call (rate limit `ai` and the daily quota).",
+        description="Costs one AI call (rate limit `ai` and the daily quota)."
+        + STREAM_NOTE.format(events="one `idea` per idea, then `done` or `error`"),
         tag="ideas",
         body=Body(IdeasRequest, ("application/json",)),
         replies={
-            200: Reply("The ideas.", IdeasResponse),
+            200: Reply(
+                "The ideas (or, with Accept: text/event-stream, each idea as it is written).",
+                IdeasResponse,
+                events=(("idea", IdeaEvent), ("done", IdeasDone), ("error", StreamError)),
+            ),
             **errors(400, 404, 409, 413, 415, 422, *LIMITED, *UPSTREAM),
         },
         costs_ai=True,

@@ -320,7 +320,12 @@ class Idempotency:
             g.idempotency_answer_waiting = cached
         return cached
 
-    def run(self, handler: Callable[[], Response]) -> Response:
+    def run(
+        self,
+        handler: Callable[[], Response],
+        replay_as: Callable[[Response], Response] | None = None,
+    ) -> Response:
+        """``replay_as`` retells a stored answer (as an event stream, for one)."""
         key = request.headers.get(HEADER)
         if key is None:
             return handler()
@@ -356,7 +361,8 @@ class Idempotency:
             )
         g.idempotent_replay = True
         IDEMPOTENT_REPLAYS.inc()
-        return replay(existing)
+        stored = replay(existing)
+        return replay_as(stored) if replay_as is not None else stored
 
     def _first(
         self, handler: Callable[[], Response], scope: str, claim: Entry, body: DigestingInput
@@ -367,13 +373,26 @@ class Idempotency:
         except BaseException:
             self._release(scope, claim.owner)
             raise
+        defer = getattr(response, "defer_final_answer", None)
+        if callable(defer):
+            # A stream: its final answer is kept (or the key freed) when it ends.
+            fingerprint = body.hexdigest()
+            defer(
+                lambda final: self._keep(scope, claim, fingerprint, final),
+                lambda: self._release(scope, claim.owner),
+            )
+            return response
+        self._keep(scope, claim, body.hexdigest(), response)
+        return response
+
+    def _keep(self, scope: str, claim: Entry, fingerprint: str, response: Response) -> None:
         if not keepable(response, self.max_body):
             self._release(scope, claim.owner)
-            return response
+            return
         done = Entry(
             state="done",
             owner=claim.owner,
-            fingerprint=body.hexdigest(),
+            fingerprint=fingerprint,
             status=response.status_code,
             headers=[
                 (name, value)
@@ -386,7 +405,6 @@ class Idempotency:
             self.store.complete(scope, done, self.ttl)
         except StoreUnavailable as error:
             log.warning("idempotency_store_unavailable", error=str(error))
-        return response
 
     def _release(self, scope: str, owner: str) -> None:
         try:

@@ -6,7 +6,7 @@ writes to its own multiprocess file and the master adds them up on the metrics p
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 RATE_LIMITED = Counter(
     "gateway_rate_limited_total",
@@ -35,8 +35,35 @@ IDEMPOTENT_REPLAYS = Counter(
     "gateway_idempotent_replays_total",
     "POSTs answered from the idempotency store instead of being run again.",
 )
+STREAMS = Counter(
+    "gateway_streams_total",
+    "Event-stream answers, by route and how they ended (done, error, client_gone, "
+    "upstream_broken).",
+    ["route", "outcome"],
+)
+STREAMS_OPEN = Gauge(
+    "gateway_streams_open",
+    "Event-stream answers being relayed right now (each holds one worker thread).",
+    multiprocess_mode="livesum",
+)
+# Seconds, as a person waiting on a phone sees them: from the request's arrival.
+ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0)
+TIME_TO_FIRST_IDEA = Histogram(
+    "gateway_time_to_first_idea_seconds",
+    "Streamed answers: from the request's arrival to the first idea relayed, by route.",
+    ["route"],
+    buckets=ANSWER_BUCKETS,
+)
+TIME_TO_WHOLE_ANSWER = Histogram(
+    "gateway_stream_duration_seconds",
+    "Streamed answers: from the request's arrival to the stream's end, by route and outcome.",
+    ["route", "outcome"],
+    buckets=ANSWER_BUCKETS,
+)
 
 LIMIT_LABELS = ("default", "ai", "quota")
+STREAM_ROUTES = ("/v1/snaps", "/v1/ideas")
+STREAM_OUTCOMES = ("done", "error", "client_gone", "upstream_broken")
 SNAP_STAGES = ("received", "stored", "succeeded")
 
 
@@ -46,3 +73,8 @@ def touch_series() -> None:
         RATE_LIMITED.labels(label)
     for stage in SNAP_STAGES:
         SNAPS.labels(stage)
+    for route in STREAM_ROUTES:
+        TIME_TO_FIRST_IDEA.labels(route)
+        for outcome in STREAM_OUTCOMES:
+            STREAMS.labels(route, outcome)
+            TIME_TO_WHOLE_ANSWER.labels(route, outcome)

@@ -107,8 +107,22 @@ def responses(operation: Operation) -> dict[str, Any]:
             entry["content"] = {"application/json": {"schema": schema_ref(reply.model)}}
         elif reply.media_types:
             entry["content"] = {media_type: {"schema": BINARY} for media_type in reply.media_types}
+        if reply.events:
+            entry.setdefault("content", {})["text/event-stream"] = event_stream(reply)
         documented[str(status)] = entry
     return documented
+
+
+def event_stream(reply: Reply) -> dict[str, Any]:
+    """Server-Sent Events: the stream is text; each event's JSON data has its schema."""
+    names = ", ".join(name for name, _ in reply.events)
+    return {
+        "schema": {
+            "type": "string",
+            "description": f"Server-Sent Events ({names}); each data line is one JSON object.",
+        },
+        "x-events": {name: schema_ref(model) for name, model in reply.events},
+    }
 
 
 def links(reply: Reply) -> dict[str, Any]:
@@ -172,6 +186,7 @@ def build_document(settings: GatewaySettings) -> dict[str, Any]:
         if operation.body is not None and operation.body.model is not None:
             models.append(operation.body.model)
         models.extend(reply.model for reply in operation.replies.values() if reply.model)
+        models.extend(model for reply in operation.replies.values() for _, model in reply.events)
     unique = list(dict.fromkeys(models))
     _, definitions = models_json_schema(
         [(model, "validation") for model in unique], ref_template=REF

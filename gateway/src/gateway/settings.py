@@ -36,6 +36,9 @@ class GatewaySettings(ServiceSettings):
     upload_read_timeout_seconds: float = Field(default=30.0, gt=0)
     fetch_read_timeout_seconds: float = Field(default=10.0, gt=0)
     ai_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    stream_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="event streams: a comment line this often"
+    )
     presets_read_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_pool_size: int = Field(default=32, ge=1, le=1024)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import requests
@@ -117,7 +117,16 @@ def json_or_error(upstream: Upstream, response: requests.Response) -> dict[str, 
     return payload
 
 
-def create_snap(uploads: Upstream, ai: Upstream, settings: GatewaySettings) -> Response:
+IdeasStep = Callable[[dict[str, Any], dict[str, Any], str], Response]
+"""The ideas step told as an event stream: (stored upload, preset fields, client address)."""
+
+
+def create_snap(
+    uploads: Upstream,
+    ai: Upstream,
+    settings: GatewaySettings,
+    as_events: IdeasStep | None = None,
+) -> Response:
     image, fields = read_form(settings.max_body_bytes)
     SNAPS.labels("received").inc()
     stream = image.stream
@@ -144,6 +153,8 @@ def create_snap(uploads: Upstream, ai: Upstream, settings: GatewaySettings) -> R
     if not isinstance(upload.get("id"), str):
         raise ApiError(502, "bad_gateway", "A backing service gave an unexpected answer.")
     SNAPS.labels("stored").inc()
+    if as_events is not None:
+        return as_events(upload, fields, forwarded["X-Forwarded-For"])
     try:
         ideas = json_or_error(
             ai,

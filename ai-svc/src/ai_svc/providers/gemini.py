@@ -26,7 +26,9 @@ import structlog
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from opentelemetry.trace import TracerProvider
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv.attributes import server_attributes
+from opentelemetry.trace import Span, TracerProvider
 from pydantic import BaseModel, Field, ValidationError
 
 from ai_svc import telemetry
@@ -53,6 +55,7 @@ from ai_svc.resilience import (
     UpstreamSlots,
 )
 from ai_svc.settings import AiSettings
+from ai_svc.streaming import IdeaParser, StreamCancelled, StreamSink, capture_response
 from chassis.errors import ApiError
 
 log = structlog.get_logger(__name__)
@@ -149,6 +152,14 @@ def enum_name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
+def answer_text(response: types.GenerateContentResponse) -> str:
+    """The first candidate's answer text, without thought summaries."""
+    candidate = response.candidates[0] if response.candidates else None
+    if candidate is None or candidate.content is None or not candidate.content.parts:
+        return ""
+    return "".join(part.text for part in candidate.content.parts if part.text and not part.thought)
+
+
 def parse_ideas(response: types.GenerateContentResponse, count: int) -> list[Idea]:
     """Ideas from an answer, or why there are none (blocked, cut short, malformed)."""
     feedback = response.prompt_feedback
@@ -162,8 +173,7 @@ def parse_ideas(response: types.GenerateContentResponse, count: int) -> list[Ide
         raise ContentBlocked(finish.lower(), "answer")
     if finish == "MAX_TOKENS":
         raise InvalidOutput("max_tokens", "the answer was cut at the output token limit")
-    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-    text = "".join(part.text for part in parts if part.text and not part.thought)
+    text = answer_text(response)
     if not text.strip():
         raise InvalidOutput("empty", f"no text (finish reason {finish or 'none'})")
     try:
@@ -189,7 +199,9 @@ def make_client(settings: AiSettings) -> genai.Client:
             client_args={
                 "limits": httpx2.Limits(
                     max_connections=slots, max_keepalive_connections=slots, keepalive_expiry=30
-                )
+                ),
+                # A streamed answer's connection, so a client that leaves can stop it.
+                "event_hooks": {"response": [capture_response]},
             },
         ),
     )
@@ -263,6 +275,7 @@ def answer_for(fault: UpstreamFault) -> ApiError:
 
 class GeminiProvider:
     name = PROVIDER
+    streams = True
 
     def __init__(
         self,
@@ -289,8 +302,19 @@ class GeminiProvider:
         self.client.close()
 
     def generate(
-        self, image: PreviewImage, preset: Preset, catalogue: Catalogue, deadline: Deadline
+        self,
+        image: PreviewImage,
+        preset: Preset,
+        catalogue: Catalogue,
+        deadline: Deadline,
+        *,
+        sink: StreamSink | None = None,
     ) -> Generation:
+        """Ideas for ``image``; with a ``sink``, streamed and sent to it one by one.
+
+        A streamed answer is retried like any other until its first idea was sent;
+        after that a failure ends it (the client cannot take an idea back).
+        """
         spent: list[Usage] = []
         problem: InvalidOutput | None = None
         for strict in (False, True):
@@ -303,15 +327,32 @@ class GeminiProvider:
             )
 
             def attempt(model: str, timeout: float, prompt: PromptRequest = prompt) -> list[Idea]:
-                return self.call_model(
-                    model, timeout, image=image, prompt=prompt, count=preset.count, spent=spent
-                )
+                if sink is not None and sink.cancelled:
+                    raise StreamCancelled
+                try:
+                    return self.call_model(
+                        model,
+                        timeout,
+                        image=image,
+                        prompt=prompt,
+                        count=preset.count,
+                        spent=spent,
+                        sink=sink,
+                    )
+                except UpstreamFault as fault:
+                    if sink is not None and sink.emitted:
+                        fault.retryable = False
+                    raise
 
             try:
                 ideas, model = self.caller.call(attempt, deadline)
             except InvalidOutput as invalid:
                 problem = invalid
-                if strict or deadline.remaining() < self.settings.gemini_min_attempt_seconds:
+                if (
+                    strict
+                    or (sink is not None and sink.emitted)
+                    or deadline.remaining() < self.settings.gemini_min_attempt_seconds
+                ):
                     break
                 telemetry.count_retry(invalid.model or self.model, "invalid_output")
                 log.info("gemini_retry_strict", reason=invalid.reason)
@@ -361,6 +402,7 @@ class GeminiProvider:
         prompt: PromptRequest,
         count: int,
         spent: list[Usage],
+        sink: StreamSink | None = None,
     ) -> list[Idea]:
         """One upstream call, inside its GenAI span, timed and classified."""
         budget = prompt.budget
@@ -379,11 +421,12 @@ class GeminiProvider:
         )
         contents = [types.Part.from_bytes(data=image.data, mime_type=image.mime_type), prompt.text]
         attributes = {
-            "gen_ai.request.max_tokens": budget.max_output_tokens,
-            "gen_ai.request.temperature": self.settings.gemini_temperature,
-            "gen_ai.output.type": "json",
-            "server.address": self.server[0],
-            "server.port": self.server[1],
+            gen_ai.GEN_AI_REQUEST_MAX_TOKENS: budget.max_output_tokens,
+            gen_ai.GEN_AI_REQUEST_TEMPERATURE: self.settings.gemini_temperature,
+            gen_ai.GEN_AI_OUTPUT_TYPE: gen_ai.GenAiOutputTypeValues.JSON.value,
+            gen_ai.GEN_AI_REQUEST_STREAM: sink is not None,
+            server_attributes.SERVER_ADDRESS: self.server[0],
+            server_attributes.SERVER_PORT: self.server[1],
         }
         with telemetry.genai_span(
             model, tracer_provider=self.tracer_provider, attributes=attributes
@@ -391,8 +434,14 @@ class GeminiProvider:
             started = time.perf_counter()
             outcome = "ok"
             try:
-                response = self.client.models.generate_content(
-                    model=model, contents=contents, config=config
+                response = (
+                    self.client.models.generate_content(
+                        model=model, contents=contents, config=config
+                    )
+                    if sink is None
+                    else self.read_stream(
+                        model, contents, config, count=count, sink=sink, span=span, spent=spent
+                    )
                 )
                 usage = usage_of(response)
                 spent.append(usage)
@@ -406,18 +455,27 @@ class GeminiProvider:
                 ]
                 span.set_attributes(
                     {
-                        "gen_ai.response.model": response.model_version or model,
-                        "gen_ai.response.finish_reasons": finish_reasons,
-                        "gen_ai.usage.input_tokens": usage.input_tokens,
-                        "gen_ai.usage.output_tokens": usage.output_tokens + usage.thinking_tokens,
+                        gen_ai.GEN_AI_RESPONSE_MODEL: response.model_version or model,
+                        gen_ai.GEN_AI_RESPONSE_FINISH_REASONS: finish_reasons,
+                        gen_ai.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+                        gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens
+                        + usage.thinking_tokens,
                         **(
-                            {"gen_ai.response.id": response.response_id}
+                            {gen_ai.GEN_AI_RESPONSE_ID: response.response_id}
                             if response.response_id
                             else {}
                         ),
                     }
                 )
-                return parse_ideas(response, count)
+                ideas = parse_ideas(response, count)
+                if sink is not None:
+                    for idea in ideas[sink.emitted :]:
+                        sink.emit(idea)
+                return ideas
+            except StreamCancelled:
+                outcome = "cancelled"
+                telemetry.mark_span_error(span, "cancelled", "the client went away")
+                raise
             except ContentBlocked as blocked:
                 outcome = "blocked"
                 telemetry.mark_span_error(span, "content_blocked", blocked.reason)
@@ -428,6 +486,10 @@ class GeminiProvider:
                 telemetry.mark_span_error(span, "invalid_output", invalid.reason)
                 raise
             except Exception as error:
+                if sink is not None and sink.cancelled:
+                    outcome = "cancelled"
+                    telemetry.mark_span_error(span, "cancelled", "the client went away")
+                    raise StreamCancelled from error
                 fault = classify(error)
                 if fault is None:
                     outcome = "error"
@@ -442,3 +504,66 @@ class GeminiProvider:
                 telemetry.OPERATION_DURATION.labels(telemetry.OPERATION, model, outcome).observe(
                     time.perf_counter() - started
                 )
+
+    def read_stream(
+        self,
+        model: str,
+        contents: list[Any],
+        config: types.GenerateContentConfig,
+        *,
+        count: int,
+        sink: StreamSink,
+        span: Span,
+        spent: list[Usage],
+    ) -> types.GenerateContentResponse:
+        """``streamGenerateContent``: each idea to ``sink`` the moment its object closes.
+
+        Returns the chunks merged into one answer, checked afterwards exactly like a
+        non-streamed one (blocked, cut short, schema). Usage is cumulative in every
+        chunk, so a stream cut off by the client still says what it cost.
+        """
+        parser = IdeaParser(count)
+        started = time.perf_counter()
+        last: types.GenerateContentResponse | None = None
+        text: list[str] = []
+        chunks = self.client.models.generate_content_stream(
+            model=model, contents=contents, config=config
+        )
+        try:
+            for chunk in chunks:
+                if last is None:
+                    span.set_attribute(
+                        gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time.perf_counter() - started
+                    )
+                last = chunk
+                feedback = chunk.prompt_feedback
+                if feedback is not None and feedback.block_reason is not None:
+                    break
+                candidate = chunk.candidates[0] if chunk.candidates else None
+                piece = answer_text(chunk)
+                text.append(piece)
+                for idea in parser.feed(piece):
+                    sink.emit(idea)
+                if candidate is not None and candidate.finish_reason is not None:
+                    sink.detach()
+        except BaseException:
+            if last is not None and sink.cancelled:
+                usage = usage_of(last)
+                spent.append(usage)
+                telemetry.count_tokens(
+                    model, usage.input_tokens, usage.output_tokens, usage.thinking_tokens
+                )
+            raise
+        finally:
+            sink.detach()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if last is None:
+            raise InvalidOutput("empty", "the stream ended without a chunk")
+        merged = last.model_copy(deep=True)
+        if merged.candidates:
+            merged.candidates[0].content = types.Content(
+                role="model", parts=[types.Part(text="".join(text))] if text else None
+            )
+        return merged
