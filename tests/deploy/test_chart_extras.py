@@ -130,7 +130,7 @@ def test_only_the_test_pod_is_admitted_to_the_gateway_and_only_on_http() -> None
     objects = rendered_set("default")
     policies = of_kind(objects, "NetworkPolicy")
     hook = [p for p in policies if is_test_hook(p)]
-    assert len(hook) == 1
+    assert len(hook) == 2
     pods = {
         d["metadata"]["name"]: Endpoint(
             d["metadata"]["name"],
@@ -151,6 +151,11 @@ def test_only_the_test_pod_is_admitted_to_the_gateway_and_only_on_http() -> None
     assert not allowed(policies, tester, pods["ideasnap-upload-svc"], 8080)
     assert not allowed(policies, tester, pods["ideasnap-ai-svc"], 8080)
     assert not allowed(policies, neighbour, pods["ideasnap-gateway"], 8080)
+    outside = Endpoint("internet", "203.0.113.10")
+    dns = Endpoint("kube-dns", "10.244.3.2", "kube-system", {"k8s-app": "kube-dns"})
+    assert not allowed(policies, tester, outside, 443)
+    assert allowed(policies, tester, dns, 53, "UDP")
+    assert not allowed(policies, neighbour, tester, 8080)
 
 
 def test_the_test_hooks_can_be_switched_off() -> None:
@@ -201,7 +206,7 @@ def test_the_probe_watches_the_public_healthz_through_the_blackbox_exporter() ->
 
 
 def test_a_probe_without_a_public_url_stops_the_render_with_a_clear_message() -> None:
-    with pytest.raises(helm_python.HelmRenderError, match="uptime.probe.targetUrl is required"):
+    with pytest.raises(helm_python.HelmRenderError, match=r"uptime\.probe\.targetUrl is required"):
         render(UPTIME)
 
 
