@@ -161,7 +161,9 @@ def test_only_the_slo_burn_and_the_outside_view_page(objects: list[dict[str, Any
         "IdeaSnapSnapsLatencyFastBurn",
         "IdeaSnapPublicEndpointDown",
     }
-    defaults = {rule["alert"] for rule in alerts(render()) if rule["labels"]["severity"] == "critical"}
+    defaults = {
+        rule["alert"] for rule in alerts(render()) if rule["labels"]["severity"] == "critical"
+    }
     assert defaults == {"IdeaSnapSnapsAvailabilityFastBurn", "IdeaSnapSnapsLatencyFastBurn"}
 
 
