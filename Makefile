@@ -83,8 +83,8 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk
+system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox
 
 .PHONY: test
 test: lint system-deps ## lint, then the whole test suite (unit, integration, deploy)
