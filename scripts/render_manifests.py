@@ -4,6 +4,9 @@
 would, for clusters managed without Helm. Rendering uses Helm's own Go engine (the
 helm-python SDK binds it), never a re-implementation, so k8s/ is exactly the chart.
 
+The chart's `helm test` hooks (a pod and the NetworkPolicy that admits it) are left out:
+they run on demand under `helm test`, and `kubectl apply` would start the pod at once.
+
 With ``--check`` nothing is written: the exit status is 1 when k8s/ differs from a
 fresh render (the deploy tests run the same comparison).
 """
@@ -56,6 +59,13 @@ def split_documents(text: str) -> list[str]:
     return [doc.strip("\n") + "\n" for doc in documents if yaml.safe_load(doc) is not None]
 
 
+def is_test_hook(document: str) -> bool:
+    """Is this rendered object one of the chart's `helm test` hooks?"""
+    obj = yaml.safe_load(document) or {}
+    hooks = (obj.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook", "")
+    return "test" in {hook.strip() for hook in hooks.split(",")}
+
+
 def namespace_manifest() -> str:
     """The namespace, admitting only pods that meet the restricted Pod Security Standard."""
     namespace = {
@@ -82,7 +92,7 @@ def plain_manifests(rendered: dict[str, str] | None = None) -> dict[str, str]:
     for template, text in sorted(rendered.items()):
         if not template.endswith((".yaml", ".yml")):
             continue  # NOTES.txt and helpers
-        documents = split_documents(text)
+        documents = [doc for doc in split_documents(text) if not is_test_hook(doc)]
         if documents:
             files[Path(template).name] = HEADER + "---\n" + "---\n".join(documents)
     kustomization = {

@@ -101,6 +101,12 @@ def named(objects: tuple[Obj, ...] | list[Obj], kind: str, name: str) -> Obj:
     return matches[0]
 
 
+def is_test_hook(obj: Obj) -> bool:
+    """One of the chart's `helm test` hooks (run by `helm test`, never part of the release)."""
+    hooks = (obj.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook", "")
+    return "test" in {hook.strip() for hook in hooks.split(",")}
+
+
 def component(obj: Obj) -> str:
     return obj["metadata"]["labels"]["app.kubernetes.io/component"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.chart import ROOT, load_render_script, rendered_set
+from tests.deploy.chart import ROOT, is_test_hook, load_render_script, rendered_set
 
 K8S = ROOT / "k8s"
 
@@ -63,7 +63,19 @@ def test_plain_manifests_hold_exactly_the_default_release() -> None:
     def key(obj: dict[str, object]) -> str:
         return yaml.safe_dump(obj, sort_keys=True)
 
-    assert sorted(map(key, objects)) == sorted(map(key, rendered_set("default")))
+    release = [obj for obj in rendered_set("default") if not is_test_hook(obj)]
+    assert sorted(map(key, objects)) == sorted(map(key, release))
+
+
+def test_helm_test_hooks_stay_out_of_the_plain_manifests() -> None:
+    """`kubectl apply -k k8s/` must not start the test pod: it runs under `helm test` only."""
+    hooks = [obj for obj in rendered_set("default") if is_test_hook(obj)]
+    assert {obj["kind"] for obj in hooks} == {"Pod", "NetworkPolicy"}
+    shipped = [
+        doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+    ]
+    assert not [doc for doc in shipped if doc and is_test_hook(doc)]
+    assert not [doc for doc in shipped if doc and doc.get("kind") == "Pod"]
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard() -> None:

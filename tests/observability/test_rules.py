@@ -23,12 +23,14 @@ from tests.observability.chart import ROOT, of_kind, render
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 SCHEMAS = ROOT / "tests" / "schemas"
+# Every alert the chart can render: the defaults plus the optional uptime Probe's alerts.
+ALL_ALERTS_VALUES = yaml.safe_load((ROOT / "helm" / "values" / "uptime.yaml").read_text())
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    return render()
+    return render(ALL_ALERTS_VALUES)
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +77,18 @@ def pruned_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[st
 def test_prometheus_rule_validates_against_the_operator_crd(
     objects: list[dict[str, Any]],
 ) -> None:
-    (rule,) = of_kind(objects, "PrometheusRule")
+    rules = of_kind(objects, "PrometheusRule")
+    assert {rule["metadata"]["name"] for rule in rules} == {"ideasnap", "ideasnap-uptime"}
     schema = crd_schema("monitoring.coreos.com_prometheusrules.yaml")
-    # The CRD's patterns are Go regular expressions, so the schema itself is not checked
-    # against the metaschema; the object is checked against the schema.
-    errors = [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(rule)]
-    assert errors == []
-    assert pruned_fields(rule, schema) == []
-    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
-    assert rule["metadata"]["namespace"] == "ideasnap"
-    assert rule["metadata"]["labels"]["app.kubernetes.io/instance"] == "ideasnap"
+    for rule in rules:
+        # The CRD's patterns are Go regular expressions, so the schema itself is not checked
+        # against the metaschema; the object is checked against the schema.
+        errors = [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(rule)]
+        assert errors == []
+        assert pruned_fields(rule, schema) == []
+        assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+        assert rule["metadata"]["namespace"] == "ideasnap"
+        assert rule["metadata"]["labels"]["app.kubernetes.io/instance"] == "ideasnap"
 
 
 def test_promtool_check_rules_is_clean(rule_file: Path) -> None:
@@ -92,7 +96,7 @@ def test_promtool_check_rules_is_clean(rule_file: Path) -> None:
         [PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 26 rules found" in result.stdout
+    assert "SUCCESS: 28 rules found" in result.stdout
 
 
 @pytest.mark.parametrize("test_file", sorted(p.name for p in PROMTOOL_TESTS.glob("*.yaml")))
@@ -118,7 +122,7 @@ def test_every_alert_is_tested_firing_and_silent(objects: list[dict[str, Any]]) 
             for check in case.get("alert_rule_test", []):
                 (fires if check.get("exp_alerts") else silent).add(check["alertname"])
     names = {rule["alert"] for rule in alerts(objects)}
-    assert len(names) == 12
+    assert len(names) == 14
     assert names - fires == set(), "alerts with no test that makes them fire"
     assert names - silent == set(), "alerts with no test that keeps them silent"
     assert (fires | silent) - names == set(), "tests of alerts that no longer exist"
@@ -146,11 +150,21 @@ def test_every_runbook_says_what_to_check_and_what_to_do() -> None:
             assert part in section, f"{name}: missing {part}"
 
 
-def test_only_the_slo_burn_pages(objects: list[dict[str, Any]]) -> None:
+def test_only_the_slo_burn_and_the_outside_view_page(objects: list[dict[str, Any]]) -> None:
+    """The SLO burn pages; so does the public URL failing from outside, which the SLO
+    cannot see (a request that never reaches the gateway is counted nowhere)."""
     critical = {
         rule["alert"] for rule in alerts(objects) if rule["labels"]["severity"] == "critical"
     }
-    assert critical == {"IdeaSnapSnapsAvailabilityFastBurn", "IdeaSnapSnapsLatencyFastBurn"}
+    assert critical == {
+        "IdeaSnapSnapsAvailabilityFastBurn",
+        "IdeaSnapSnapsLatencyFastBurn",
+        "IdeaSnapPublicEndpointDown",
+    }
+    defaults = {
+        rule["alert"] for rule in alerts(render()) if rule["labels"]["severity"] == "critical"
+    }
+    assert defaults == {"IdeaSnapSnapsAvailabilityFastBurn", "IdeaSnapSnapsLatencyFastBurn"}
 
 
 def test_burn_rate_windows_follow_the_sre_workbook(objects: list[dict[str, Any]]) -> None:
