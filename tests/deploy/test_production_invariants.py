@@ -110,7 +110,7 @@ def test_every_autoscaler_targets_an_existing_deployment(value_set: str) -> None
         targets.append(ref["name"])
     assert len(targets) == len(set(targets)), "two autoscalers fight over one Deployment"
     merged = merged_values(value_set)
-    for name, key in SERVICES.items():
+    for name in SERVICES:
         deployment = named(objects, "Deployment", f"ideasnap-{name}")
         scaled = f"ideasnap-{name}" in targets
         assert scaled == autoscaled(merged, name)
