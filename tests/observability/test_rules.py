@@ -26,9 +26,12 @@ SCHEMAS = ROOT / "tests" / "schemas"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
+RUNBOOK_BASE = "https://runbooks.example.com/ideasnap"
+
+
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    return render()
+    return render({"prometheusRule": {"runbookBaseUrl": RUNBOOK_BASE}})
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +135,14 @@ def test_every_alert_has_summary_description_and_a_runbook(
     assert sorted(headings) == sorted(names), "docs/runbooks.md must have one section per alert"
     for rule in alerts(objects):
         annotations = rule["annotations"]
-        # No base URL (the default): no link rather than a relative path no receiver can open.
-        assert set(annotations) == {"summary", "description"}, rule["alert"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, rule["alert"]
+        assert annotations["runbook_url"] == f"{RUNBOOK_BASE}#{rule['alert'].lower()}"
         assert rule["labels"]["severity"] in {"critical", "warning"}
+    # Without a base URL: no link rather than a relative path no receiver can open.
+    (default,) = of_kind(render(), "PrometheusRule")
+    for group in default["spec"]["groups"]:
+        for rule in group["rules"]:
+            assert "runbook_url" not in rule.get("annotations", {})
 
 
 def test_every_runbook_says_what_to_check_and_what_to_do() -> None:
