@@ -1,4 +1,5 @@
-"""The chart's shared store end to end: two gateway processes count one client's limit once.
+"""The chart's shared store end to end: two gateway pods count one client's limit once and
+honour each other's Idempotency-Key records.
 
 The chart's own Valkey settings (its rendered valkey.conf) run in a real redis-server on
 loopback (Debian ships no valkey-server on this release; the directives are the same),
@@ -20,6 +21,7 @@ import redis
 import requests
 
 from tests.deploy.chart import named, render
+from tests.support.images import photo
 from tests.support.processes import Service, free_port, gunicorn_service
 
 pytestmark = pytest.mark.integration
@@ -149,3 +151,27 @@ def test_one_clients_limit_is_counted_once_across_two_gateway_processes(
     assert presets(b, "203.0.113.8") == 200
     assert presets(a, "203.0.113.8") == 200
     assert redis.Redis.from_url(store).dbsize() > 0, "the counters live in the store"
+
+
+def test_an_idempotency_key_sent_to_one_process_is_honoured_by_the_other(
+    gateways: list[Service],
+) -> None:
+    a, b = gateways
+    headers = {"X-Forwarded-For": "203.0.113.9", "Idempotency-Key": "retry-after-lost-answer-1"}
+    image = photo(320, 240)
+
+    def upload(gateway: Service) -> requests.Response:
+        return requests.post(
+            f"{gateway.url}/v1/uploads",
+            files={"image": ("photo.jpg", image, "image/jpeg")},
+            headers={**headers, "Connection": "close"},
+            timeout=30,
+        )
+
+    first = upload(a)
+    assert first.status_code == 201, first.text
+    assert "Idempotency-Replayed" not in first.headers
+    retry = upload(b)
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["Idempotency-Replayed"] == "true"
+    assert retry.json()["id"] == first.json()["id"], "stored once, not twice"
