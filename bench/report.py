@@ -214,6 +214,18 @@ def comparison_section(name: str, entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ai_in_flight_sentence(sizing: dict[str, Any]) -> list[str]:
+    inputs = (sizing["services"].get("ai-svc") or {}).get("inputs") or {}
+    if inputs.get("in_flight_target_per_pod") is None:
+        return []
+    return [
+        "",
+        f"ai-svc's in-flight target: {inputs['in_flight_target_per_pod']:g} requests in flight "
+        f"per pod (one pod held {inputs['in_flight_at_own_knee']:g} at its own knee in "
+        f"`ai_capacity`; half of that, over {inputs['threads_per_pod']} threads, rounded up).",
+    ]
+
+
 def sizing_section(sizing: dict[str, Any] | None) -> list[str]:
     if not sizing:
         return ["## Sizing", "", "No knee in this run, so no sizing.", ""]
@@ -248,6 +260,7 @@ def sizing_section(sizing: dict[str, Any] | None) -> list[str]:
         f"From a knee of {sizing['knee_snaps_per_second_per_pod']} snaps/s per pod (HPA "
         f"target: {sizing['hpa_target_snaps_per_second_per_pod']} snaps/s per pod); CPU and "
         f"memory from the {sizing['source']}. Requests/limits as `cpu, memory / cpu, memory`.",
+        *ai_in_flight_sentence(sizing),
         "",
         *table(
             [

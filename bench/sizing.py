@@ -16,18 +16,28 @@ The rules (also in bench/README.md), per service, with K the knee in snaps/s per
 - HPA on CPU (gateway, upload-svc, and ai-svc's floor): target = (K/2) / K = 50% of the
   request, so pods are added when they average half the knee and a doubling of load
   while new pods start still lands at the knee, not past it.
-- ai-svc scales on in-flight requests (it waits on Gemini with idle CPU): the chart's
-  ``inFlight.targetUtilization`` is a fraction of the pod's threads (workers x threads);
-  the recommended value is the mean in flight per pod measured at half the knee (the
-  soak) over that capacity, rounded up to 0.05.
+- ai-svc on in-flight requests (it waits on Gemini with idle CPU, so CPU does not show
+  its saturation; used where a metric source is declared): the same rule as CPU, against
+  ai-svc's own knee. ``ai_capacity`` measures the snaps/s one ai-svc pod sustains with
+  p99 < 2.5 s; by Little's law it then holds at least that rate x the fake Gemini's
+  latency requests in flight. The target is half of that, as a fraction of the pod's
+  threads (workers x threads, the chart's ``inFlight.targetUtilization``), rounded up to
+  0.05. The stack's knee cannot give it: there the gateway's and upload-svc's CPU run
+  out while ai-svc still has most of its threads free.
 
 CPU per snap comes from the soak (steady state) when it ran, else from the knee step;
 memory likewise. The recommendations stand next to the chart's current defaults.
+
+``python -m bench.sizing bench/results/<run>.json`` applies the current rules to a
+recorded run again and rewrites its sizing and bench/RESULTS.md (nothing is measured).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 from bench.chart import CHART_KEYS, PodShape, current_defaults
@@ -46,7 +56,8 @@ RULES = [
     "memory limit = 2 x request (upload-svc: at least RSS + workers x INTAKE_CONCURRENCY x "
     "MAX_IMAGE_PIXELS x 3 bytes, the largest decodes it admits at once)",
     "HPA CPU target = 50% of the request (a pod at half its knee)",
-    "ai-svc in-flight target = mean in flight per pod at half the knee / (workers x threads), "
+    "ai-svc in-flight target = half the requests one ai-svc pod holds at its own knee "
+    "(ai_capacity: snaps/s at p99 < 2.5 s x Gemini latency) / (workers x threads), "
     "rounded up to 0.05",
 ]
 
@@ -80,6 +91,7 @@ def service_sizing(
     rss: float | None,
     routes: dict[str, float],
     shape: PodShape,
+    own_knee_in_flight: float | None = None,
 ) -> dict[str, Any]:
     resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
     if per_snap is not None:
@@ -94,13 +106,17 @@ def service_sizing(
         resources["limits"]["memory"] = f"{limit_mi}Mi"
     autoscaling: dict[str, Any] = {"targetCPUUtilizationPercentage": round(100 * HPA_LOAD_FRACTION)}
     in_flight = routes.get("*")
-    if name == "ai-svc":
-        busy = routes.get("/v1/ideas", in_flight)
-        if busy is not None:
-            fraction = math.ceil(busy / shape.capacity / UTILIZATION_STEP) * UTILIZATION_STEP
-            autoscaling["inFlight"] = {
-                "targetUtilization": round(max(UTILIZATION_STEP, fraction), 2)
-            }
+    extra: dict[str, Any] = {}
+    if name == "ai-svc" and own_knee_in_flight:
+        fraction = math.ceil(
+            round(own_knee_in_flight * HPA_LOAD_FRACTION / shape.capacity / UTILIZATION_STEP, 6)
+        )
+        utilization = round(max(1, fraction) * UTILIZATION_STEP, 2)
+        autoscaling["inFlight"] = {"targetUtilization": utilization}
+        extra = {
+            "in_flight_at_own_knee": round(own_knee_in_flight, 1),
+            "in_flight_target_per_pod": round(shape.capacity * utilization, 3),
+        }
     return {
         "values": {"resources": resources, "autoscaling": autoscaling},
         "chart_now": current_defaults(name),
@@ -110,6 +126,7 @@ def service_sizing(
             "in_flight_at_half_knee": in_flight,
             "threads_per_pod": shape.capacity,
             **({"largest_decodes_mib": round(decodes, 1)} if decodes else {}),
+            **extra,
         },
     }
 
@@ -136,6 +153,9 @@ def recommend(
         if item.get("end_mib")
     } or rss_from_knee(knee)
     in_flight = soak.get("in_flight_by_route") or {}
+    ai_capacity = (results.get("ai_capacity") or {}).get("figures") or {}
+    ai_rate, ai_latency = ai_capacity.get("ours_snaps_per_s"), ai_capacity.get("gemini_latency_s")
+    ai_knee_in_flight = ai_rate * ai_latency if ai_rate and ai_latency else None
     services = {
         name: service_sizing(
             name,
@@ -144,6 +164,7 @@ def recommend(
             rss=memory.get(name),
             routes=in_flight.get(name) or {},
             shape=pods.get(name) or PodShape(2, 8, "chassis defaults"),
+            own_knee_in_flight=ai_knee_in_flight if name == "ai-svc" else None,
         )
         for name in SERVICES
     }
@@ -155,3 +176,30 @@ def recommend(
         "services": services,
         "chart_values": {CHART_KEYS[name]: entry["values"] for name, entry in services.items()},
     }
+
+
+def resize_recorded_run(path: Path, markdown: Path | None = None) -> dict[str, Any] | None:
+    """Apply the current rules to a recorded run: its ``sizing`` and the Markdown again."""
+    from bench.report import render
+
+    document = json.loads(path.read_text())
+    results = {
+        name: entry["result"]
+        for name, entry in document["scenarios"].items()
+        if entry.get("status") == "ok"
+    }
+    pods = {
+        name: PodShape(shape["workers"], shape["threads"], shape["source"])
+        for name, shape in document["settings"]["pods"].items()
+    }
+    document["sizing"] = recommend(results, pods)
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    target = markdown or Path(__file__).resolve().parent / "RESULTS.md"
+    target.write_text(render(document))
+    return document["sizing"]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m bench.sizing bench/results/<run>.json")
+    resize_recorded_run(Path(sys.argv[1]))

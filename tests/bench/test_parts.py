@@ -106,6 +106,7 @@ def test_sizing_follows_the_documented_rules() -> None:
                 "in_flight_by_route": {"ai-svc": {"/v1/ideas": 2.2, "*": 2.5}},
             }
         },
+        "ai_capacity": {"figures": {"ours_snaps_per_s": 9.0, "gemini_latency_s": 2.0}},
     }
     pods = {
         "gateway": PodShape(2, 8, "test"),
@@ -128,8 +129,14 @@ def test_sizing_follows_the_documented_rules() -> None:
     gateway = sizing["services"]["gateway"]["values"]
     assert gateway["resources"]["requests"]["cpu"] == "150m"  # 0.12 cores -> 150m
     ai = sizing["chart_values"]["aiSvc"]
-    assert ai["autoscaling"]["inFlight"]["targetUtilization"] == 0.15  # 2.2 / 16 -> 0.15
-    assert sizing["services"]["ai-svc"]["inputs"]["threads_per_pod"] == 16
+    # 9 snaps/s x 2 s = 18 in flight at its own knee; half is 9 of 16 threads = 0.5625 -> 0.6
+    assert ai["autoscaling"]["inFlight"]["targetUtilization"] == 0.6
+    ai_inputs = sizing["services"]["ai-svc"]["inputs"]
+    assert ai_inputs["threads_per_pod"] == 16
+    assert ai_inputs["in_flight_target_per_pod"] == 9.6
+    no_capacity = recommend({k: v for k, v in results.items() if k != "ai_capacity"}, pods)
+    assert no_capacity is not None
+    assert "inFlight" not in no_capacity["chart_values"]["aiSvc"]["autoscaling"]
     assert sizing["hpa_target_snaps_per_second_per_pod"] == 2.0
 
 

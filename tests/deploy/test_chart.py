@@ -184,7 +184,7 @@ def test_keda_replaces_the_ai_svc_autoscaler_and_keeps_the_others() -> None:
 
 
 def test_ai_svc_autoscaler_scales_on_in_flight_requests_with_cpu_as_a_floor() -> None:
-    objects = rendered_set("default")
+    objects = render({"aiSvc": {"autoscaling": {"inFlight": {"prometheusAdapter": True}}}})
     hpa = named(objects, "HorizontalPodAutoscaler", "ideasnap-ai-svc")
     metrics = {metric["type"]: metric for metric in hpa["spec"]["metrics"]}
     assert metrics["Pods"]["pods"]["metric"]["name"] == "http_server_active_requests"

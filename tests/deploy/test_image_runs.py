@@ -31,7 +31,7 @@ from tests.deploy.chart import (
     container,
     container_port,
     named,
-    rendered_set,
+    render,
 )
 from tests.deploy.dockerfiles import Stage, parse
 from tests.support.metrics import total
@@ -126,7 +126,8 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
     assert not any(workdir.as_posix() in p.read_text() for p in site.glob("*.pth"))
 
     # The pod: the image's ENV, overlaid by the rendered ConfigMap and env.
-    objects = rendered_set("default")
+    # Defaults, on a cluster with the Prometheus operator (so the ServiceMonitor renders).
+    objects = render({"apiVersions": ["monitoring.coreos.com/v1"]})
     deployment = named(objects, "Deployment", f"ideasnap-{service}")
     env = {**runtime.env(), **config_env(objects, deployment)}
     env.update({"POD_NAME": f"{service}-0", "POD_NAMESPACE": "ideasnap"})

@@ -34,6 +34,7 @@ CRD_FILES = {
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
     ("monitoring.coreos.com/v1", "Probe"): "monitoring.coreos.com_probes.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml",
 }
 
 
@@ -102,11 +103,15 @@ def test_custom_resources_validate_against_their_crds(value_set: str) -> None:
 
 
 def test_crd_validation_catches_a_wrong_field() -> None:
-    monitor = of_kind(rendered_set("default"), "ServiceMonitor")[0]
+    monitor = of_kind(rendered_set("production"), "ServiceMonitor")[0]
     broken = yaml.safe_load(yaml.safe_dump(monitor))
     broken["spec"]["endpoints"][0]["interval"] = "every minute"
     assert list(crd_validator(broken["apiVersion"], broken["kind"]).iter_errors(broken))
     scaled = named(rendered_set("keda"), "ScaledObject", "ideasnap-ai-svc")
     broken = yaml.safe_load(yaml.safe_dump(scaled))
     del broken["spec"]["scaleTargetRef"]["name"]
+    assert list(crd_validator(broken["apiVersion"], broken["kind"]).iter_errors(broken))
+    route = named(rendered_set("production"), "HTTPRoute", "ideasnap")
+    broken = yaml.safe_load(yaml.safe_dump(route))
+    broken["spec"]["rules"][0]["timeouts"]["request"] = "five minutes"
     assert list(crd_validator(broken["apiVersion"], broken["kind"]).iter_errors(broken))

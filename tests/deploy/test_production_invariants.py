@@ -42,6 +42,33 @@ RECOMMENDED_LABELS = {
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # gateway.settings.MULTIPART_OVERHEAD_BYTES
 
 
+def autoscaled(merged: dict[str, Any], name: str) -> bool:
+    """The chart's rule: upload-svc's autoscaling null means on when its storage is shared."""
+    svc = merged[SERVICES[name]]
+    enabled = svc["autoscaling"].get("enabled")
+    if enabled is not None:
+        return bool(enabled)
+    storage = svc.get("storage") or {}
+    local = (storage.get("local") or {}).get("persistence") or {}
+    return storage.get("backend") == "s3" or (
+        bool(local.get("enabled")) and "ReadWriteMany" in local.get("accessModes", [])
+    )
+
+
+def declares(merged: dict[str, Any], api: str) -> bool:
+    return api in (merged.get("apiVersions") or [])
+
+
+def ingress_expected(merged: dict[str, Any]) -> bool:
+    expose = merged["expose"]
+    if expose == "auto":
+        expose = "gatewayApi" if declares(merged, "gateway.networking.k8s.io/v1") else "ingress"
+    ingress = merged["ingress"]
+    return (
+        expose == "ingress" and ingress["enabled"] and bool(ingress["hosts"] or ingress["catchAll"])
+    )
+
+
 def deployments(value_set: str) -> dict[str, dict[str, Any]]:
     return {component(d): d for d in of_kind(rendered_set(value_set), "Deployment")}
 
@@ -63,7 +90,7 @@ def test_every_object_carries_the_recommended_labels(value_set: str) -> None:
         expected = RECOMMENDED_LABELS - {"app.kubernetes.io/component"}
         if obj["kind"] in per_service:
             expected = RECOMMENDED_LABELS
-            assert labels["app.kubernetes.io/component"] in SERVICES
+            assert labels["app.kubernetes.io/component"] in {*SERVICES, "valkey"}
         missing = expected - set(labels)
         assert not missing, f"{obj['kind']}/{obj['metadata']['name']} lacks {missing}"
         assert labels["app.kubernetes.io/instance"] == "ideasnap"
@@ -83,10 +110,10 @@ def test_every_autoscaler_targets_an_existing_deployment(value_set: str) -> None
         targets.append(ref["name"])
     assert len(targets) == len(set(targets)), "two autoscalers fight over one Deployment"
     merged = merged_values(value_set)
-    for name, key in SERVICES.items():
+    for name in SERVICES:
         deployment = named(objects, "Deployment", f"ideasnap-{name}")
         scaled = f"ideasnap-{name}" in targets
-        assert scaled == bool(merged[key]["autoscaling"]["enabled"])
+        assert scaled == autoscaled(merged, name)
         # An autoscaled Deployment leaves replicas to the autoscaler (upgrades must not reset it).
         assert ("replicas" in deployment["spec"]) != scaled
 
@@ -110,10 +137,14 @@ def test_probes_point_at_the_served_paths_and_the_port_the_service_listens_on(
         env = config_env(objects, deployment)
         listening = int(env["PORT"])
         paths = {}
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             action = spec[probe]["httpGet"]
             assert container_port(deployment, action["port"]) == listening, (name, probe)
             paths[probe] = action["path"]
+        # Liveness asks the gunicorn master on the metrics port: never queued behind requests.
+        liveness = spec["livenessProbe"]["httpGet"]
+        assert container_port(deployment, liveness["port"]) == int(env["METRICS_PORT"]), name
+        paths["livenessProbe"] = liveness["path"]
         # Liveness never touches dependencies; readiness checks them.
         assert paths == {
             "startupProbe": "/healthz",
@@ -133,6 +164,8 @@ def test_every_service_selects_pods_and_targets_declared_ports(value_set: str) -
     objects = rendered_set(value_set)
     pods = list(deployments(value_set).values())
     for service in of_kind(objects, "Service"):
+        if component(service) not in SERVICES:
+            continue
         selected = [
             d
             for d in pods
@@ -175,7 +208,8 @@ def test_services_reach_each_other_through_real_services(value_set: str) -> None
 def test_service_monitors_scrape_the_metrics_port_of_each_service(value_set: str) -> None:
     objects = rendered_set(value_set)
     monitors = of_kind(objects, "ServiceMonitor")
-    if not merged_values(value_set)["serviceMonitor"]["enabled"]:
+    merged = merged_values(value_set)
+    if not (merged["serviceMonitor"]["enabled"] and declares(merged, "monitoring.coreos.com/v1")):
         assert monitors == []
         return
     assert {component(m) for m in monitors} == set(SERVICES)
@@ -206,9 +240,7 @@ def test_disruption_budgets_protect_the_minimum_and_never_block_a_drain(value_se
     for name, key in SERVICES.items():
         svc = merged[key]
         minimum = (
-            svc["autoscaling"]["minReplicas"]
-            if svc["autoscaling"]["enabled"]
-            else svc["replicaCount"]
+            svc["autoscaling"]["minReplicas"] if autoscaled(merged, name) else svc["replicaCount"]
         )
         if minimum < 2:
             assert name not in budgets, "a budget over one replica blocks every drain"
@@ -260,7 +292,7 @@ def test_pods_are_hardened(value_set: str) -> None:
 def test_the_ingress_reaches_the_gateway_alone_and_never_metrics(value_set: str) -> None:
     objects = rendered_set(value_set)
     ingresses = of_kind(objects, "Ingress")
-    if not merged_values(value_set)["ingress"]["enabled"]:
+    if not ingress_expected(merged_values(value_set)):
         assert ingresses == []
         return
     (ingress,) = ingresses
@@ -289,7 +321,12 @@ def test_the_ingress_admits_the_largest_upload(value_set: str) -> None:
     if not of_kind(objects, "Ingress"):
         return
     (ingress,) = of_kind(objects, "Ingress")
-    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    annotations = ingress["metadata"].get("annotations") or {}
+    if "nginx.ingress.kubernetes.io/proxy-body-size" not in annotations:
+        # Controller-neutral: the body limit is the controller's own setting (docs/deploy.md).
+        assert not merged_values(value_set)["ingress"]["nginx"]["enabled"]
+        return
+    size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     limit = int(size[:-1]) * units[size[-1].lower()]
     gateway_env = config_env(objects, named(objects, "Deployment", "ideasnap-gateway"))
@@ -301,7 +338,12 @@ def test_the_ingress_admits_the_largest_upload(value_set: str) -> None:
 
 
 def test_body_limit_follows_a_larger_upload_setting() -> None:
-    objects = render({"config": {"maxUploadBytes": 25 * 1024 * 1024}})
+    objects = render(
+        {
+            "config": {"maxUploadBytes": 25 * 1024 * 1024},
+            "ingress": {"hosts": ["api.example.com"], "nginx": {"enabled": True}},
+        }
+    )
     (ingress,) = of_kind(objects, "Ingress")
     size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert size == f"{math.ceil(25) + 2}m"
@@ -321,12 +363,16 @@ def cluster(value_set: str) -> dict[str, Endpoint]:
         )
         for i, (name, d) in enumerate(sorted(deployments(value_set).items()))
     }
+    controller = merged_values(value_set)["networkPolicy"]["ingressController"]
+    controller_namespace = controller["namespaceSelector"]["matchLabels"][
+        "kubernetes.io/metadata.name"
+    ]
     pods.update(
         {
             "ingress-controller": Endpoint(
                 "ingress-controller",
                 "10.244.1.2",
-                "ingress-nginx",
+                controller_namespace,
                 {"app.kubernetes.io/name": "ingress-nginx"},
             ),
             "spoofed-controller": Endpoint(
@@ -353,7 +399,11 @@ def cluster(value_set: str) -> dict[str, Endpoint]:
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_network_policies_admit_the_call_graph_and_nothing_else_in(value_set: str) -> None:
     policies = of_kind(rendered_set(value_set), "NetworkPolicy")
-    assert {component(p) for p in policies} == set(SERVICES)
+    valkey = (
+        not merged_values(value_set)["redis"]["enabled"]
+        and merged_values(value_set)["valkey"]["enabled"]
+    )
+    assert {component(p) for p in policies} == set(SERVICES) | ({"valkey"} if valkey else set())
     pods = cluster(value_set)
     sources = [*pods.values(), EXTERNAL]
     for name in SERVICES:

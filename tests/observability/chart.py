@@ -22,8 +22,13 @@ def render(
     release: str = RELEASE,
     namespace: str = NAMESPACE,
 ) -> list[dict[str, Any]]:
-    """Every object the chart renders with these values, in template order."""
-    return render_chart(values, release=release, namespace=namespace)
+    """Every object the chart renders with these values, in template order.
+
+    The cluster is declared to serve the Prometheus operator's API, as the
+    observability stack these tests stand for does.
+    """
+    declared = {"apiVersions": ["monitoring.coreos.com/v1"], **(values or {})}
+    return render_chart(declared, release=release, namespace=namespace)
 
 
 def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

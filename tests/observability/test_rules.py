@@ -28,9 +28,14 @@ ALL_ALERTS_VALUES = yaml.safe_load((ROOT / "helm" / "values" / "uptime.yaml").re
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
+RUNBOOK_BASE = "https://runbooks.example.com/ideasnap"
+
+
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    return render(ALL_ALERTS_VALUES)
+    return render(
+        {**ALL_ALERTS_VALUES, "prometheusRule": {"runbookBaseUrl": RUNBOOK_BASE}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +142,13 @@ def test_every_alert_has_summary_description_and_a_runbook(
     for rule in alerts(objects):
         annotations = rule["annotations"]
         assert set(annotations) == {"summary", "description", "runbook_url"}, rule["alert"]
-        assert annotations["runbook_url"] == f"docs/runbooks.md#{rule['alert'].lower()}"
+        assert annotations["runbook_url"] == f"{RUNBOOK_BASE}#{rule['alert'].lower()}"
         assert rule["labels"]["severity"] in {"critical", "warning"}
+    # Without a base URL: no link rather than a relative path no receiver can open.
+    (default,) = of_kind(render(), "PrometheusRule")
+    for group in default["spec"]["groups"]:
+        for rule in group["rules"]:
+            assert "runbook_url" not in rule.get("annotations", {})
 
 
 def test_every_runbook_says_what_to_check_and_what_to_do() -> None:

@@ -4,8 +4,9 @@ A service's ``gunicorn.conf.py`` is two lines: it calls :func:`gunicorn_settings
 publishes the result. Workers are gthread (the services mostly wait on I/O); workers,
 threads and timeouts come from the environment. The master validates the settings
 before forking, so a bad value stops start-up once with a clear message, prepares the
-prometheus multiprocess directory, and serves ``/metrics`` for all workers on the
-metrics port.
+prometheus multiprocess directory, and serves ``/metrics`` for all workers and the
+pod's liveness (``/healthz``, from the workers' heartbeats) on the metrics port, from a
+thread of its own: neither waits for a free request thread.
 
 Nothing here imports prometheus_client at module level: the multiprocess directory must
 be in the environment before the first import, in the master and in every worker.
@@ -59,16 +60,26 @@ def gunicorn_settings(
     workers = _env_int("WEB_CONCURRENCY", 2)
     threads = _env_int("GUNICORN_THREADS", 8)
 
+    timeout = _env_int("GUNICORN_TIMEOUT", 60)
+
     def when_ready(server: Any) -> None:
-        from prometheus_client import start_http_server
+        from chassis.health import master_liveness
+        from chassis.metrics import exposition_registry, serve_master_endpoints
 
-        from chassis.metrics import exposition_registry
-
-        if settings.metrics_enabled and metrics_port_value > 0:
-            start_http_server(metrics_port_value, addr=host, registry=exposition_registry())
-            server.log.info(
-                "metrics_listening", extra={"address": f"http://{host}:{metrics_port_value}"}
-            )
+        if metrics_port_value <= 0:
+            return
+        registry = exposition_registry() if settings.metrics_enabled else None
+        # gunicorn's own watchdog bound; with it off (0), the chassis default.
+        worker_timeout = float(server.timeout or 60)
+        serve_master_endpoints(
+            host,
+            metrics_port_value,
+            registry,
+            lambda: master_liveness(server.WORKERS, timeout=worker_timeout),
+        )
+        server.log.info(
+            "metrics_listening", extra={"address": f"http://{host}:{metrics_port_value}"}
+        )
 
     def post_worker_init(worker: Any) -> None:
         from chassis.metrics import WORKER_THREADS
@@ -93,7 +104,7 @@ def gunicorn_settings(
         # The app factory must run in each worker, after fork: tracing's exporter thread
         # and connection pools do not survive a fork.
         "preload_app": False,
-        "timeout": _env_int("GUNICORN_TIMEOUT", 60),
+        "timeout": timeout,
         "graceful_timeout": _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25),
         "keepalive": _env_int("GUNICORN_KEEPALIVE", 5),
         "max_requests": _env_int("GUNICORN_MAX_REQUESTS", 0),

@@ -1,16 +1,22 @@
 """Liveness and readiness.
 
-``/healthz`` answers from the process alone, so a slow dependency never gets a healthy
-pod killed. ``/readyz`` runs the service's registered checks (each bounded by a
+``/healthz`` on the service port answers from the process alone, so a slow dependency
+never gets a healthy pod killed. It is served by the request threads, though, so a pod
+whose threads all wait on a slow upstream answers it only when a thread frees up: the
+kubelet's liveness probe asks the gunicorn master instead (``/healthz`` on the metrics
+port, :func:`master_liveness`), which answers from its own listener thread whatever the
+workers are doing. ``/readyz`` runs the service's registered checks (each bounded by a
 timeout) and answers 503 with the failing checks while any dependency is unusable, so
 the pod leaves the load balancer instead of failing requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Protocol
 
 import structlog
 from flask import Blueprint, Flask, current_app, jsonify
@@ -55,3 +61,49 @@ def readyz() -> ResponseReturnValue:
     return error_response(
         503, "not_ready", "A dependency is not usable.", details={"checks": results}
     )
+
+
+class _Heartbeat(Protocol):
+    def last_update(self) -> float: ...
+
+
+class _Worker(Protocol):
+    tmp: _Heartbeat
+
+
+def master_liveness(
+    workers: Mapping[int, _Worker], *, timeout: float, now: float | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """Whether the pod is alive, judged by the gunicorn master from its workers' heartbeats.
+
+    Every gthread worker touches its heartbeat file (``worker.tmp``) at least once a
+    second from its main loop, also while every request thread is busy; the master
+    kills a worker that stayed silent for longer than gunicorn's ``timeout`` and starts
+    another. The pod is alive while at least one worker heartbeats within that timeout
+    and none is past it: a worker past it means the master no longer replaces silent
+    workers, which only a restart of the container mends. A worker that has not sent
+    its first heartbeat yet is booting (its file still carries its wall-clock creation
+    time, far ahead of the monotonic clock heartbeats use) and is neither.
+    """
+    now = time.monotonic() if now is None else now
+    report: list[dict[str, Any]] = []
+    heartbeating = stale = 0
+    for pid, worker in sorted(dict(workers).items()):
+        try:
+            last = worker.tmp.last_update()
+        except (OSError, ValueError):
+            continue
+        if last > now + 1.0:
+            report.append({"pid": pid, "state": "booting"})
+            continue
+        age = max(0.0, now - last)
+        state = "heartbeating" if age <= timeout else "stale"
+        heartbeating += state == "heartbeating"
+        stale += state == "stale"
+        report.append({"pid": pid, "state": state, "heartbeat_age_seconds": round(age, 3)})
+    alive = heartbeating > 0 and stale == 0
+    return alive, {
+        "status": "ok" if alive else "not_alive",
+        "workers": report,
+        "worker_timeout_seconds": timeout,
+    }

@@ -11,8 +11,14 @@ Every service exposes the same RED metrics, so one dashboard query covers all th
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -22,6 +28,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    make_wsgi_app,
 )
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -98,3 +105,67 @@ def install_red_metrics(app: Flask) -> None:
     def _done(_: BaseException | None) -> None:
         if g.pop("chassis_in_flight", False):
             REQUESTS_IN_FLIGHT.dec()
+
+
+Liveness = Callable[[], tuple[bool, dict[str, Any]]]
+"""The gunicorn master's verdict on its workers (see chassis.health.master_liveness)."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """One thread per connection: a slow scrape never holds up a liveness probe."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes and scrapes every few seconds are not worth a log line each."""
+
+
+def master_endpoints_app(
+    registry: CollectorRegistry | None, liveness: Liveness
+) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """``/metrics`` (when metrics are on) and ``/healthz`` for the gunicorn master's listener."""
+    metrics = make_wsgi_app(registry) if registry is not None else None
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            alive, report = liveness()
+            body = json.dumps(report).encode()
+            status = "200 OK" if alive else "503 Service Unavailable"
+            start_response(
+                status,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        if path == "/metrics" and metrics is not None:
+            return metrics(environ, start_response)
+        body = b'{"error": {"code": "not_found", "message": "Not found.", "request_id": ""}}'
+        start_response(
+            "404 Not Found",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return app
+
+
+def serve_master_endpoints(
+    host: str, port: int, registry: CollectorRegistry | None, liveness: Liveness
+) -> WSGIServer:
+    """Serve the master's endpoints from a daemon thread of the gunicorn master.
+
+    The master never runs requests, so this listener answers while every worker thread
+    is busy: it is what the kubelet's liveness probe and Prometheus talk to.
+    """
+    server = make_server(
+        host,
+        port,
+        master_endpoints_app(registry, liveness),
+        server_class=_ThreadingServer,
+        handler_class=_QuietHandler,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="master-endpoints", daemon=True)
+    thread.start()
+    return server

@@ -106,9 +106,29 @@ app.kubernetes.io/component: {{ .peer }}
 {{- printf "http://%s-%s:%v" (include "ideasnap.fullname" .root) .peer $svc.service.port }}
 {{- end }}
 
+{{/*
+Does the cluster serve an API? The argument is a dict: root, api ("group/version" or
+"group/version/Kind"). True when Helm's discovery (.Capabilities, `helm install`) finds it
+or the values declare it in apiVersions (for `helm template`, which cannot ask the
+cluster). Every object of a CRD renders only when this says so.
+*/}}
+{{- define "ideasnap.hasAPI" -}}
+{{- $declared := .root.Values.apiVersions | default list }}
+{{- $groupVersion := regexReplaceAll "^([^/]+/[^/]+)/[^/]+$" .api "${1}" }}
+{{- if or (.root.Capabilities.APIVersions.Has .api) (has .api $declared) (has $groupVersion $declared) }}true{{ end }}
+{{- end }}
+
+{{/* Is this service autoscaled? upload-svc's null means: whenever its storage is shared. */}}
+{{- define "ideasnap.autoscaled" -}}
+{{- if kindIs "invalid" .svc.autoscaling.enabled }}
+{{- if and (eq .name "upload-svc") (include "ideasnap.upload.sharedStorage" .root) }}true{{ end }}
+{{- else if .svc.autoscaling.enabled }}true
+{{- end }}
+{{- end }}
+
 {{/* Fewest replicas the service runs: the autoscaler's floor, or replicaCount. */}}
 {{- define "ideasnap.minReplicas" -}}
-{{- if .svc.autoscaling.enabled }}
+{{- if include "ideasnap.autoscaled" . }}
 {{- .svc.autoscaling.minReplicas }}
 {{- else }}
 {{- .svc.replicaCount }}
@@ -169,9 +189,45 @@ app.kubernetes.io/component: {{ .peer }}
 {{- .Values.redis.existingSecret }}
 {{- end }}
 
-{{/* Does this service talk to Redis? (the gateway's limits, ai-svc's cache) */}}
+{{/* The chart's own Valkey runs: no external Redis, and valkey.enabled. */}}
+{{- define "ideasnap.valkey.enabled" -}}
+{{- if and (not .Values.redis.enabled) .Values.valkey.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "ideasnap.valkey.fullname" -}}
+{{- printf "%s-valkey" (include "ideasnap.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ideasnap.valkey.url" -}}
+{{- printf "redis://%s:6379/0" (include "ideasnap.valkey.fullname" .) }}
+{{- end }}
+
+{{/* A store shared by every process: the external Redis or the chart's Valkey. */}}
+{{- define "ideasnap.sharedStore" -}}
+{{- if or .Values.redis.enabled (include "ideasnap.valkey.enabled" .) }}true{{ end }}
+{{- end }}
+
+{{/* Does this service talk to the shared store? (the gateway's limits, ai-svc's cache) */}}
 {{- define "ideasnap.usesRedis" -}}
-{{- if and .root.Values.redis.enabled (has .name (list "gateway" "ai-svc")) }}true{{ end }}
+{{- if and (include "ideasnap.sharedStore" .root) (has .name (list "gateway" "ai-svc")) }}true{{ end }}
+{{- end }}
+
+{{/* The most gateway processes the release can run: replicas (the HPA's maximum) x workers. */}}
+{{- define "ideasnap.gateway.maxProcesses" -}}
+{{- $gateway := .Values.gateway }}
+{{- $workers := $gateway.config.WEB_CONCURRENCY | default (get .Values.config.extra "WEB_CONCURRENCY") | default $gateway.gunicorn.workers | int }}
+{{- $replicas := ternary $gateway.autoscaling.maxReplicas $gateway.replicaCount (eq (include "ideasnap.autoscaled" (dict "root" . "name" "gateway" "svc" $gateway)) "true") | int }}
+{{- mul $replicas $workers }}
+{{- end }}
+
+{{/* Where the entry point goes: "gatewayApi", "ingress" or "none". */}}
+{{- define "ideasnap.expose" -}}
+{{- $expose := .Values.expose }}
+{{- if eq $expose "auto" }}
+{{- ternary "gatewayApi" "ingress" (eq (include "ideasnap.hasAPI" (dict "root" . "api" "gateway.networking.k8s.io/v1/HTTPRoute")) "true") }}
+{{- else }}
+{{- $expose }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -182,14 +238,15 @@ with a message that names the values to change.
 {{- $v := .Values }}
 {{- range $name, $key := include "ideasnap.components" . | fromYaml }}
 {{- $svc := index $v $key }}
-{{- if and $svc.autoscaling.enabled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) }}
+{{- $autoscaled := include "ideasnap.autoscaled" (dict "root" $ "name" $name "svc" $svc) }}
+{{- if and $autoscaled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) }}
 {{- fail (printf "%s.autoscaling.minReplicas (%v) is above %s.autoscaling.maxReplicas (%v)" $key $svc.autoscaling.minReplicas $key $svc.autoscaling.maxReplicas) }}
 {{- end }}
-{{- if and (not $svc.autoscaling.enabled) (lt (int $svc.replicaCount) 1) }}
+{{- if and (not $autoscaled) (lt (int $svc.replicaCount) 1) }}
 {{- fail (printf "%s.replicaCount must be at least 1 when autoscaling is off" $key) }}
 {{- end }}
-{{- $inFlight := and (eq $name "ai-svc") $svc.autoscaling.inFlight.enabled }}
-{{- if and $svc.autoscaling.enabled (not $inFlight) (not $svc.autoscaling.targetCPUUtilizationPercentage) (not $svc.autoscaling.targetMemoryUtilizationPercentage) }}
+{{- $inFlight := and (eq $name "ai-svc") (or $svc.autoscaling.inFlight.prometheusAdapter $svc.autoscaling.keda.enabled) }}
+{{- if and $autoscaled (not $inFlight) (not $svc.autoscaling.targetCPUUtilizationPercentage) (not $svc.autoscaling.targetMemoryUtilizationPercentage) }}
 {{- fail (printf "%s.autoscaling needs a metric: targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" $key) }}
 {{- end }}
 {{- if and (not (kindIs "invalid" $svc.pdb.minAvailable)) (not (kindIs "invalid" $svc.pdb.maxUnavailable)) }}
@@ -199,6 +256,26 @@ with a message that names the values to change.
 {{- if and $v.redis.enabled (not $v.redis.url) (not $v.redis.existingSecret) }}
 {{- fail "redis.enabled needs redis.url or redis.existingSecret" }}
 {{- end }}
+{{- if and $v.redis.enabled $v.networkPolicy.enabled (not $v.networkPolicy.egress.redis.to) }}
+{{- fail "redis.enabled with networkPolicy.enabled needs networkPolicy.egress.redis.to: the namespace/pod selector or the address (ipBlock) of the external Redis" }}
+{{- end }}
+{{- $processes := include "ideasnap.gateway.maxProcesses" . | int }}
+{{- if and (gt $processes 1) (not (include "ideasnap.sharedStore" .)) }}
+{{- fail (printf "the gateway can run %d processes (gateway.autoscaling.maxReplicas or gateway.replicaCount, times gateway.gunicorn.workers / WEB_CONCURRENCY) and no shared store is configured: rate limits, daily AI quotas and Idempotency-Key would be counted per process. Set valkey.enabled=true (the chart's Valkey), or redis.enabled=true with redis.url or redis.existingSecret, or run a single gateway process" $processes) }}
+{{- end }}
+{{- if and $v.aiSvc.autoscaling.keda.enabled (include "ideasnap.autoscaled" (dict "root" $ "name" "ai-svc" "svc" $v.aiSvc)) (not (include "ideasnap.hasAPI" (dict "root" . "api" "keda.sh/v1alpha1/ScaledObject"))) }}
+{{- fail "aiSvc.autoscaling.keda.enabled needs KEDA's CRDs (keda.sh/v1alpha1), which this cluster does not serve: install KEDA, or for helm template declare it in apiVersions" }}
+{{- end }}
+{{- if and $v.prometheusRule.runbookBaseUrl (not (regexMatch "^https?://[^/]+" $v.prometheusRule.runbookBaseUrl)) }}
+{{- fail (printf "prometheusRule.runbookBaseUrl must be an absolute http(s) URL an alert receiver can open, got %q" $v.prometheusRule.runbookBaseUrl) }}
+{{- end }}
+{{- $expose := include "ideasnap.expose" . }}
+{{- if not (has $expose (list "gatewayApi" "ingress" "none")) }}
+{{- fail (printf "expose must be auto, gatewayApi, ingress or none, got %q" $v.expose) }}
+{{- end }}
+{{- if and (eq $expose "gatewayApi") (not $v.gatewayApi.parentRefs) }}
+{{- fail "the gateway is exposed through Gateway API (expose, and the cluster serves gateway.networking.k8s.io/v1): set gatewayApi.parentRefs to the Gateway the HTTPRoute attaches to, or expose=ingress / expose=none" }}
+{{- end }}
 {{- $storage := $v.uploadSvc.storage }}
 {{- if and (eq $storage.backend "s3") (not $storage.s3.bucket) }}
 {{- fail "uploadSvc.storage.s3.bucket is required when uploadSvc.storage.backend is s3" }}
@@ -207,7 +284,7 @@ with a message that names the values to change.
 {{- fail "uploadSvc.storage.s3: set both accessKeyId and secretAccessKey, or neither (a workload identity)" }}
 {{- end }}
 {{- if not (include "ideasnap.upload.sharedStorage" .) }}
-{{- if or $v.uploadSvc.autoscaling.enabled (gt (int $v.uploadSvc.replicaCount) 1) }}
+{{- if or (include "ideasnap.autoscaled" (dict "root" $ "name" "upload-svc" "svc" $v.uploadSvc)) (gt (int $v.uploadSvc.replicaCount) 1) }}
 {{- fail "upload-svc replicas would not see each other's uploads: with more than one replica (or uploadSvc.autoscaling.enabled) use uploadSvc.storage.backend=s3 or a ReadWriteMany volume (uploadSvc.storage.local.persistence.accessModes)" }}
 {{- end }}
 {{- end }}
@@ -247,6 +324,8 @@ settings first, then the service's own, then config.extra, then <service>.config
 {{- end }}
 {{- if and $v.redis.enabled $v.redis.url (not $v.redis.existingSecret) (include "ideasnap.usesRedis" .) }}
 {{- $_ := set $data "REDIS_URL" $v.redis.url }}
+{{- else if and (include "ideasnap.valkey.enabled" $root) (include "ideasnap.usesRedis" .) }}
+{{- $_ := set $data "REDIS_URL" (include "ideasnap.valkey.url" $root) }}
 {{- end }}
 {{- if eq .name "gateway" }}
 {{- $_ := set $data "UPLOAD_SVC_URL" (include "ideasnap.serviceUrl" (dict "root" $root "peer" "upload-svc")) }}
@@ -324,4 +403,29 @@ settings first, then the service's own, then config.extra, then <service>.config
 {{- define "ideasnap.inFlightTarget" -}}
 {{- $capacity := mul (int64 .svc.gunicorn.workers) (int64 .svc.gunicorn.threads) }}
 {{- printf "%g" (round (mulf $capacity .svc.autoscaling.inFlight.targetUtilization) 3) }}
+{{- end }}
+
+{{/*
+The chart's Valkey configuration (valkey.conf). No password: the NetworkPolicy admits
+the gateway and ai-svc alone. Keys are small counters and records with TTLs plus
+ai-svc's cache; allkeys-lfu evicts the rarely used cache entries first.
+*/}}
+{{- define "ideasnap.valkey.config" -}}
+{{- $valkey := .Values.valkey -}}
+bind * -::*
+protected-mode no
+port 6379
+dir /data
+maxmemory {{ $valkey.maxMemory }}
+maxmemory-policy {{ $valkey.maxMemoryPolicy }}
+{{- if $valkey.persistence.enabled }}
+appendonly yes
+appendfsync everysec
+save ""
+{{- else }}
+appendonly no
+save ""
+{{- end }}
+tcp-keepalive 60
+timeout 0
 {{- end }}
