@@ -32,6 +32,8 @@ BUILT_IN = {
     ("v1", "Service"),
     ("v1", "ServiceAccount"),
     ("v1", "PersistentVolumeClaim"),
+    ("v1", "Pod"),
+    ("batch/v1", "Job"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),

@@ -33,9 +33,7 @@ RUNBOOK_BASE = "https://runbooks.example.com/ideasnap"
 
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    return render(
-        {**ALL_ALERTS_VALUES, "prometheusRule": {"runbookBaseUrl": RUNBOOK_BASE}}
-    )
+    return render({**ALL_ALERTS_VALUES, "prometheusRule": {"runbookBaseUrl": RUNBOOK_BASE}})
 
 
 @pytest.fixture(scope="module")
