@@ -31,7 +31,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
 
-$(SYNCED): $(UV) uv.lock pyproject.toml chassis/pyproject.toml gateway/pyproject.toml upload-svc/pyproject.toml ai-svc/pyproject.toml
+$(SYNCED): $(UV) uv.lock pyproject.toml chassis/pyproject.toml gateway/pyproject.toml upload-svc/pyproject.toml ai-svc/pyproject.toml library-svc/pyproject.toml
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
