@@ -38,7 +38,12 @@ from tests.support.metrics import total
 from tests.support.processes import ManagedProcess, free_port, wait_http
 
 UV = ROOT / ".tools" / "bin" / "uv"
-PACKAGES = {"gateway": "gateway", "upload-svc": "upload_svc", "ai-svc": "ai_svc"}
+PACKAGES = {
+    "gateway": "gateway",
+    "upload-svc": "upload_svc",
+    "ai-svc": "ai_svc",
+    "library-svc": "library_svc",
+}
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
 
@@ -105,7 +110,8 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
     probe = (
         "import importlib.util as u, json; "
         "print(json.dumps({m: u.find_spec(m) is not None for m in "
-        "['gunicorn', 'chassis', 'gateway', 'upload_svc', 'ai_svc', 'pytest', 'ruff', 'checkov']}))"
+        "['gunicorn', 'chassis', 'gateway', 'upload_svc', 'ai_svc', 'library_svc', "
+        "'pytest', 'ruff', 'checkov']}))"
     )
     found = subprocess.run(
         [str(venv / "bin" / "python"), "-I", "-c", probe],
