@@ -19,6 +19,7 @@ from tests.deploy.chart import (
     render,
     rendered_set,
 )
+from tests.deploy.netpol import Endpoint, allowed
 from tests.deploy.test_kubernetes_schemas import crd_validator
 
 DEPLOYMENT = "ideasnap-library-svc"
@@ -163,3 +164,30 @@ def test_schema_rejects_bad_library_values(values: dict[str, Any], where: str) -
     with pytest.raises(helm_python.HelmValuesError) as raised:
         render(values)
     assert where in str(raised.value)
+
+
+def test_the_migrations_pod_reaches_only_dns_and_the_database() -> None:
+    objects = rendered_set("default")
+    policies = of_kind(objects, "NetworkPolicy")
+    job = named(objects, "Job", JOB)
+    pod = Endpoint(
+        "migrate", "10.244.0.60", "ideasnap", job["spec"]["template"]["metadata"]["labels"]
+    )
+    dns = Endpoint("kube-dns", "10.244.3.2", "kube-system", {"k8s-app": "kube-dns"})
+    database = Endpoint("managed PostgreSQL", "10.20.0.5")
+    upload = named(objects, "Deployment", "ideasnap-upload-svc")
+    upload_pod = Endpoint(
+        "upload-svc", "10.244.0.11", "ideasnap", pod_labels(upload), {"http": 8080}
+    )
+    gateway = named(objects, "Deployment", "ideasnap-gateway")
+    gateway_pod = Endpoint("gateway", "10.244.0.10", "ideasnap", pod_labels(gateway))
+    assert allowed(policies, pod, dns, 53, "UDP")
+    assert allowed(policies, pod, database, 5432)
+    assert not allowed(policies, pod, upload_pod, 8080)
+    assert not allowed(policies, pod, Endpoint("internet", "203.0.113.10"), 443)
+    assert not allowed(policies, gateway_pod, pod, 8080)
+    # Made before the Job, as a hook of the same phases, so it holds at the first install.
+    policy = named(objects, "NetworkPolicy", JOB)["metadata"]["annotations"]
+    job_hooks = job["metadata"]["annotations"]
+    assert policy["helm.sh/hook"] == job_hooks["helm.sh/hook"]
+    assert int(policy["helm.sh/hook-weight"]) < int(job_hooks["helm.sh/hook-weight"])

@@ -67,6 +67,16 @@ release's first install, so then the Job runs right after it (post-install). */}
 
 {{/* library-svc's egress rules beyond DNS and the services: its database and Google's APIs. */}}
 {{- define "ideasnap.library.egress" -}}
+{{- include "ideasnap.library.databaseEgress" . }}
+# Google's APIs through the Firebase Admin SDK.
+- to:
+    {{- toYaml .Values.networkPolicy.egress.firebase.to | nindent 4 }}
+  ports:
+    {{- toYaml .Values.networkPolicy.egress.firebase.ports | nindent 4 }}
+{{- end }}
+
+{{/* The egress rule to library-svc's PostgreSQL (the service and its migrations Job). */}}
+{{- define "ideasnap.library.databaseEgress" -}}
 {{- $np := .Values.networkPolicy }}
 {{- if .Values.librarySvc.database.cnpg.enabled }}
 # PostgreSQL: the instances of the release's CloudNativePG Cluster.
@@ -84,9 +94,4 @@ release's first install, so then the Job runs right after it (post-install). */}
   ports:
     {{- toYaml $np.egress.database.ports | nindent 4 }}
 {{- end }}
-# Google's APIs through the Firebase Admin SDK.
-- to:
-    {{- toYaml $np.egress.firebase.to | nindent 4 }}
-  ports:
-    {{- toYaml $np.egress.firebase.ports | nindent 4 }}
 {{- end }}
