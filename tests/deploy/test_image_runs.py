@@ -152,6 +152,35 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
     )
     if "STORAGE_DIR" in env:
         env["STORAGE_DIR"] = str(tmp_path / "uploads")
+    # What the pod reads from Secrets, given as the Secrets would: library-svc's database
+    # (SQLite in the temporary directory, through the same models and migrations).
+    from_secrets = {
+        item["name"]
+        for item in container(deployment).get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    secret_values = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'library.db'}",
+        "BILLING_WEBHOOK_SECRET": "image-test-billing-secret",
+        "PAGE_TOKEN_SECRET": "image-test-page-token-secret",
+    }
+    env.update({name: secret_values[name] for name in from_secrets & set(secret_values)})
+    # The chart's hook Jobs for this service (the migrations) run first, as Helm runs them.
+    for job in objects:
+        if job["kind"] != "Job" or not job["metadata"]["name"].startswith(f"ideasnap-{service}"):
+            continue
+        (job_container,) = job["spec"]["template"]["spec"]["containers"]
+        executable, *job_args = job_container["command"]
+        migrated = subprocess.run(
+            [str(venv / "bin" / executable), *job_args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
     (entrypoint,) = runtime.all("ENTRYPOINT")
     executable, *arguments = entrypoint.words
     config = str(ROOT / service / "gunicorn.conf.py")
