@@ -63,6 +63,12 @@ def service_env(database_url: str, port: int, metrics_port: int, work: Path) -> 
         "OTEL_SDK_DISABLED": "true",
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "bench",
+        # Passed through so a run can point at another checkout of library_svc.
+        **{
+            name: os.environ[name]
+            for name in ("PYTHONPATH", "PYTHONPYCACHEPREFIX")
+            if name in os.environ
+        },
     }
 
 
@@ -273,6 +279,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {"history": {}, "draft_patch": {}}
     with postgres_server(out_dir) as database_url:
         env = service_env(database_url, free_port(), free_port(), out_dir)
+        (out_dir / "metrics").mkdir(parents=True, exist_ok=True)
         migrate(env, out_dir)
         service = LibraryService(env, out_dir)
         try:
