@@ -1,8 +1,4 @@
-"""gunicorn settings for library-svc (see chassis.gunicorn_config).
-
-Each worker opens its own database engine after the fork (in create_app), so no
-connection is ever shared between processes; the pool is sized to GUNICORN_THREADS.
-"""
+"""gunicorn settings for library-svc (see chassis.gunicorn_config)."""
 
 from chassis.gunicorn_config import gunicorn_settings
 from library_svc.settings import LibrarySettings

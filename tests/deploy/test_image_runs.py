@@ -165,7 +165,9 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
         "PAGE_TOKEN_SECRET": "image-test-page-token-secret",
     }
     env.update({name: secret_values[name] for name in from_secrets & set(secret_values)})
-    # The chart's hook Jobs for this service (the migrations) run first, as Helm runs them.
+    # The chart's hook Jobs for this service (the migrations) run first, as Helm runs them,
+    # with the writable mounts the Job declares.
+    Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     for job in objects:
         if job["kind"] != "Job" or not job["metadata"]["name"].startswith(f"ideasnap-{service}"):
             continue

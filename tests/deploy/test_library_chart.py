@@ -133,6 +133,9 @@ def test_migrations_run_as_a_hook_job_before_the_pods_roll(value_set: str, hooks
     literal = {item["name"]: item["value"] for item in migrate["env"] if "value" in item}
     assert literal == named(objects, "ConfigMap", DEPLOYMENT)["data"]
     assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
+    # A read-only root: the settings' writable directories are mounted, as in the pods.
+    mounts = {mount["mountPath"] for mount in migrate["volumeMounts"]}
+    assert {"/tmp", literal["PROMETHEUS_MULTIPROC_DIR"]} <= mounts
     # The Job's pod is never an endpoint of library-svc's Service.
     service = named(objects, "Service", DEPLOYMENT)
     assert not matches_selector(
