@@ -56,7 +56,7 @@ def service_env(database_url: str, port: int, metrics_port: int, work: Path) -> 
         # Not called by these operations; the settings still need a value.
         "UPLOAD_SVC_URL": "http://127.0.0.1:9",
         "FIREBASE_PROJECT_ID": "ideasnap-bench",
-        "BILLING_WEBHOOK_SECRET": "bench-billing-secret-0123456789",
+        "BILLING_WEBHOOK_AUTHORIZATION": "bench-billing-secret-0123456789",
         "PAGE_TOKEN_SECRET": "bench-page-token-secret-0123456789",
         "WEB_CONCURRENCY": str(WORKERS),
         "GUNICORN_THREADS": str(THREADS),

@@ -272,7 +272,7 @@ def test_existing_secret_names_are_used_as_given() -> None:
         ("AWS_SECRET_ACCESS_KEY", "ideasnap-s3"),
         ("volume", "ideasnap-api-keys"),
         ("DATABASE_URL", "ideasnap-library-database"),
-        ("BILLING_WEBHOOK_SECRET", "ideasnap-library"),
+        ("BILLING_WEBHOOK_AUTHORIZATION", "ideasnap-library"),
         ("PAGE_TOKEN_SECRET", "ideasnap-library"),
     }
 

@@ -161,7 +161,7 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
     }
     secret_values = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'library.db'}",
-        "BILLING_WEBHOOK_SECRET": "image-test-billing-secret",
+        "BILLING_WEBHOOK_AUTHORIZATION": "image-test-billing-secret",
         "PAGE_TOKEN_SECRET": "image-test-page-token-secret",
     }
     env.update({name: secret_values[name] for name in from_secrets & set(secret_values)})

@@ -24,7 +24,7 @@ from tests.deploy.test_kubernetes_schemas import crd_validator
 
 DEPLOYMENT = "ideasnap-library-svc"
 JOB = "ideasnap-library-svc-migrations"
-SECRET_VARIABLES = ("DATABASE_URL", "BILLING_WEBHOOK_SECRET", "PAGE_TOKEN_SECRET")
+SECRET_VARIABLES = ("DATABASE_URL", "BILLING_WEBHOOK_AUTHORIZATION", "PAGE_TOKEN_SECRET")
 
 
 def secret_refs(spec: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -41,9 +41,9 @@ def test_database_url_comes_from_the_existing_secret_and_never_from_the_config_m
     )
     refs = secret_refs(container(named(objects, "Deployment", DEPLOYMENT)))
     assert refs["DATABASE_URL"] == {"name": "pg", "key": "u"}
-    assert refs["BILLING_WEBHOOK_SECRET"] == {
+    assert refs["BILLING_WEBHOOK_AUTHORIZATION"] == {
         "name": "ideasnap-library",
-        "key": "billing-webhook-secret",
+        "key": "billing-webhook-authorization",
     }
     assert refs["PAGE_TOKEN_SECRET"] == {"name": "ideasnap-library", "key": "page-token-secret"}
     data = named(objects, "ConfigMap", DEPLOYMENT)["data"]

@@ -40,11 +40,11 @@ reach the same database with the same settings.
     secretKeyRef:
       name: {{ include "ideasnap.library.databaseSecretName" . }}
       key: {{ include "ideasnap.library.databaseSecretKey" . }}
-- name: BILLING_WEBHOOK_SECRET
+- name: BILLING_WEBHOOK_AUTHORIZATION
   valueFrom:
     secretKeyRef:
       name: {{ $secrets.existingSecret }}
-      key: {{ $secrets.billingWebhookSecretKey }}
+      key: {{ $secrets.billingWebhookAuthorizationKey }}
 - name: PAGE_TOKEN_SECRET
   valueFrom:
     secretKeyRef:
