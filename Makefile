@@ -31,7 +31,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
 
-$(SYNCED): $(UV) uv.lock pyproject.toml chassis/pyproject.toml gateway/pyproject.toml upload-svc/pyproject.toml ai-svc/pyproject.toml
+$(SYNCED): $(UV) uv.lock pyproject.toml chassis/pyproject.toml gateway/pyproject.toml upload-svc/pyproject.toml ai-svc/pyproject.toml library-svc/pyproject.toml
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
@@ -83,8 +83,8 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox
+system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox, postgresql) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgresql
 
 FIREBASE_TOOLS_VERSION := 14.27.0
 FIREBASE_CLI := $(TOOLS)/firebase-tools/node_modules/.bin/firebase

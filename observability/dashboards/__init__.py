@@ -14,7 +14,7 @@ from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from observability.dashboards import ai, edge, intake, overview
+from observability.dashboards import ai, edge, intake, library, overview
 from observability.dashboards.layout import DashboardSpec, build, finish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ CHART_DASHBOARDS = ROOT / "helm" / "ideasnap" / "dashboards"
 
 
 def specs() -> list[DashboardSpec]:
-    return [overview.spec(), ai.spec(), intake.spec(), edge.spec()]
+    return [overview.spec(), ai.spec(), intake.spec(), edge.spec(), library.spec()]
 
 
 def model(spec: DashboardSpec) -> dict[str, Any]:

@@ -55,13 +55,14 @@ from grafana_foundation_sdk.models.dashboard import (
 
 PROMETHEUS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 
-# The three services' Prometheus job names. The chart's ServiceMonitors set ``job`` to the
+# The services' Prometheus job names. The chart's ServiceMonitors set ``job`` to the
 # service's own name (see docs/observability.md, "Labels"), so dashboards and alerts can
 # name a service without knowing the Helm release it was installed as.
 GATEWAY = "gateway"
 UPLOAD = "upload-svc"
 AI = "ai-svc"
-SERVICES = (GATEWAY, UPLOAD, AI)
+LIBRARY = "library-svc"
+SERVICES = (GATEWAY, UPLOAD, AI, LIBRARY)
 SERVICES_REGEX = "|".join(SERVICES)
 
 AnyPanel = timeseries.Panel | stat.Panel | bargauge.Panel | statetimeline.Panel

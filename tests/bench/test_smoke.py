@@ -131,6 +131,21 @@ def test_the_soak_reports_errors_and_every_services_memory(smoke: dict[str, Any]
     assert set(figures["in_flight_mean"]) == SERVICES
 
 
+def test_the_library_scenario_measures_both_operations_at_each_concurrency(
+    smoke: dict[str, Any],
+) -> None:
+    result = scenario(smoke, "library")
+    for operation in ("history", "draft_patch"):
+        steps = result["figures"][operation]
+        assert set(steps) == {"1", "8", "32"}
+        for clients, step in steps.items():
+            assert step["clients"] == int(clients)
+            assert step["requests_ok"] > 0, (operation, step)
+            assert step["errors"] == 0, (operation, step)
+            assert step["p50_ms"] <= step["p95_ms"] <= step["p99_ms"]
+    assert "PostgreSQL" in result["inputs"]["database"]
+
+
 def test_the_result_file_records_machine_commit_and_command(smoke: dict[str, Any]) -> None:
     document = smoke["document"]
     machine = document["machine"]

@@ -44,9 +44,20 @@ VALUE_SETS = ["default", *sorted(path.stem for path in VALUES_DIR.glob("*.yaml")
 RELAXED_VALUE_SETS = {"dev", "debug"}
 HARDENED_VALUE_SETS = [name for name in VALUE_SETS if name not in RELAXED_VALUE_SETS]
 
-SERVICES = {"gateway": "gateway", "upload-svc": "uploadSvc", "ai-svc": "aiSvc"}
+SERVICES = {
+    "gateway": "gateway",
+    "upload-svc": "uploadSvc",
+    "ai-svc": "aiSvc",
+    "library-svc": "librarySvc",
+}
 # Who calls whom on the http port: the architecture's request flow.
-CALL_GRAPH = {("gateway", "upload-svc"), ("gateway", "ai-svc"), ("ai-svc", "upload-svc")}
+CALL_GRAPH = {
+    ("gateway", "upload-svc"),
+    ("gateway", "ai-svc"),
+    ("gateway", "library-svc"),
+    ("ai-svc", "upload-svc"),
+    ("library-svc", "upload-svc"),
+}
 
 Obj = dict[str, Any]
 

@@ -24,7 +24,7 @@ from tests.deploy.chart import (
     values_for,
 )
 
-REQUIRED_SETS = {"default", "s3", "redis", "keda"}
+REQUIRED_SETS = {"default", "s3", "redis", "keda", "cnpg"}
 
 
 def test_the_required_value_sets_are_exercised() -> None:
@@ -271,6 +271,9 @@ def test_existing_secret_names_are_used_as_given() -> None:
         ("AWS_ACCESS_KEY_ID", "ideasnap-s3"),
         ("AWS_SECRET_ACCESS_KEY", "ideasnap-s3"),
         ("volume", "ideasnap-api-keys"),
+        ("DATABASE_URL", "ideasnap-library-database"),
+        ("BILLING_WEBHOOK_AUTHORIZATION", "ideasnap-library"),
+        ("PAGE_TOKEN_SECRET", "ideasnap-library"),
     }
 
 

@@ -38,7 +38,12 @@ from tests.support.metrics import total
 from tests.support.processes import ManagedProcess, free_port, wait_http
 
 UV = ROOT / ".tools" / "bin" / "uv"
-PACKAGES = {"gateway": "gateway", "upload-svc": "upload_svc", "ai-svc": "ai_svc"}
+PACKAGES = {
+    "gateway": "gateway",
+    "upload-svc": "upload_svc",
+    "ai-svc": "ai_svc",
+    "library-svc": "library_svc",
+}
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
 
@@ -105,7 +110,8 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
     probe = (
         "import importlib.util as u, json; "
         "print(json.dumps({m: u.find_spec(m) is not None for m in "
-        "['gunicorn', 'chassis', 'gateway', 'upload_svc', 'ai_svc', 'pytest', 'ruff', 'checkov']}))"
+        "['gunicorn', 'chassis', 'gateway', 'upload_svc', 'ai_svc', 'library_svc', "
+        "'pytest', 'ruff', 'checkov']}))"
     )
     found = subprocess.run(
         [str(venv / "bin" / "python"), "-I", "-c", probe],
@@ -147,6 +153,37 @@ def test_image_environment_runs_the_rendered_pod_and_answers_its_probes(
     )
     if "STORAGE_DIR" in env:
         env["STORAGE_DIR"] = str(tmp_path / "uploads")
+    # What the pod reads from Secrets, given as the Secrets would: library-svc's database
+    # (SQLite in the temporary directory, through the same models and migrations).
+    from_secrets = {
+        item["name"]
+        for item in container(deployment).get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    secret_values = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'library.db'}",
+        "BILLING_WEBHOOK_AUTHORIZATION": "image-test-billing-secret",
+        "PAGE_TOKEN_SECRET": "image-test-page-token-secret",
+    }
+    env.update({name: secret_values[name] for name in from_secrets & set(secret_values)})
+    # The chart's hook Jobs for this service (the migrations) run first, as Helm runs them,
+    # with the writable mounts the Job declares.
+    Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    for job in objects:
+        if job["kind"] != "Job" or not job["metadata"]["name"].startswith(f"ideasnap-{service}"):
+            continue
+        (job_container,) = job["spec"]["template"]["spec"]["containers"]
+        executable, *job_args = job_container["command"]
+        migrated = subprocess.run(
+            [str(venv / "bin" / executable), *job_args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
     (entrypoint,) = runtime.all("ENTRYPOINT")
     executable, *arguments = entrypoint.words
     config = str(ROOT / service / "gunicorn.conf.py")

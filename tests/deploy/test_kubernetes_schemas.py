@@ -3,7 +3,7 @@
 Built-in kinds: the Kubernetes OpenAPI schemas of the oldest and the newest supported
 release, strictly (an unknown field is an error, as `kubectl apply --validate=strict`
 makes it). Custom resources: the CRDs' own openAPIV3Schema, as published by the
-Prometheus operator and KEDA.
+Prometheus operator, KEDA and CloudNativePG.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ CRD_FILES = {
     ("monitoring.coreos.com/v1", "Probe"): "monitoring.coreos.com_probes.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml",
+    ("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io_clusters.yaml",
 }
 
 

@@ -186,13 +186,17 @@ def test_every_service_selects_pods_and_targets_declared_ports(value_set: str) -
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_services_reach_each_other_through_real_services(value_set: str) -> None:
-    """UPLOAD_SVC_URL and AI_SVC_URL name a rendered Service and its http port."""
+    """UPLOAD_SVC_URL, AI_SVC_URL and LIBRARY_SVC_URL name a rendered Service and its http port."""
     objects = rendered_set(value_set)
     services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
     calls = set()
     for name, deployment in deployments(value_set).items():
         env = config_env(objects, deployment)
-        for variable, callee in (("UPLOAD_SVC_URL", "upload-svc"), ("AI_SVC_URL", "ai-svc")):
+        for variable, callee in (
+            ("UPLOAD_SVC_URL", "upload-svc"),
+            ("AI_SVC_URL", "ai-svc"),
+            ("LIBRARY_SVC_URL", "library-svc"),
+        ):
             if variable not in env:
                 continue
             host, _, port = env[variable].removeprefix("http://").partition(":")
@@ -391,6 +395,12 @@ def cluster(value_set: str) -> dict[str, Endpoint]:
             "stranger": Endpoint("stranger", "10.244.4.2", "default", {"app": "stranger"}),
             "redis": Endpoint("redis", "10.244.5.2", "redis", {"app.kubernetes.io/name": "redis"}),
             "minio": Endpoint("minio", "10.244.6.2", "minio", {"app.kubernetes.io/name": "minio"}),
+            "postgres": Endpoint(
+                "postgres", "10.244.7.2", "databases", {"app.kubernetes.io/name": "postgresql"}
+            ),
+            "library-db": Endpoint(
+                "library-db", "10.244.0.50", "ideasnap", {"cnpg.io/cluster": "ideasnap-library-db"}
+            ),
         }
     )
     return pods
@@ -439,6 +449,8 @@ def test_network_policies_limit_egress_to_what_each_service_needs(value_set: str
         merged["aiSvc"]["gemini"]["apiKey"] or merged["aiSvc"]["gemini"]["existingSecret"]
     )
     extra = bool(merged["networkPolicy"]["extraEgress"])
+    cnpg = merged["librarySvc"]["database"]["cnpg"]["enabled"]
+    managed_database = Endpoint("managed PostgreSQL", "10.20.0.5")
     storage_on_internet = any(
         "ipBlock" in peer and peer["ipBlock"]["cidr"] == "0.0.0.0/0"
         for peer in merged["networkPolicy"]["egress"]["storage"]["to"]
@@ -452,12 +464,24 @@ def test_network_policies_limit_egress_to_what_each_service_needs(value_set: str
                 assert allowed(policies, source, pods[other], 8080) == ((name, other) in CALL_GRAPH)
         assert not allowed(policies, source, pods["stranger"], 8080)
         assert not allowed(policies, source, pods["neighbour"], 8080)
-        assert allowed(policies, source, pods["redis"], 6379) == (redis_on and name != "upload-svc")
+        assert allowed(policies, source, pods["redis"], 6379) == (
+            redis_on and name in {"gateway", "ai-svc"}
+        )
+        # PostgreSQL: library-svc alone, at the chart's Cluster or else the external server.
+        reaches_cluster_db = allowed(policies, source, pods["library-db"], 5432)
+        if name != "library-svc":
+            assert not reaches_cluster_db
+        elif cnpg:
+            assert reaches_cluster_db
+        for database in (pods["postgres"], managed_database):
+            assert allowed(policies, source, database, 5432) == (name == "library-svc" and not cnpg)
+        assert not allowed(policies, source, pods["library-db"], 8080)
         reaches_internet = allowed(policies, source, EXTERNAL, 443)
         if not extra:
             assert reaches_internet == (
                 (name == "upload-svc" and s3 and storage_on_internet)
                 or (name == "ai-svc" and gemini)
+                or name == "library-svc"  # Firebase Admin: Google's APIs
             )
         assert allowed(policies, source, pods["minio"], 9000) == (
             name == "upload-svc" and s3 and not storage_on_internet

@@ -137,7 +137,12 @@ def test_file_sync_maps_sources_onto_the_installed_packages() -> None:
             assert rule["dest"] == f"/app/.venv/lib/python{python}/site-packages/{package}"
             assert (ROOT / rule["strip"] / "__init__.py").is_file()
             synced_packages.add(package)
-        own = {"gateway": "gateway", "upload-svc": "upload_svc", "ai-svc": "ai_svc"}[service]
+        own = {
+            "gateway": "gateway",
+            "upload-svc": "upload_svc",
+            "ai-svc": "ai_svc",
+            "library-svc": "library_svc",
+        }[service]
         assert synced_packages == {own, "chassis"}
         # Every file the packages install is synced, so an edit never waits for a rebuild.
         synced = {path for rule in rules for path in ROOT.glob(rule["src"])}

@@ -102,7 +102,7 @@ def test_service_monitors_give_each_service_the_job_the_view_selects_by(
     """
     monitors = of_kind(objects, "ServiceMonitor")
     services = of_kind(objects, "Service")
-    assert len(monitors) == 3
+    assert len(monitors) == len(SERVICES)
     assert sorted(scrape_job(monitor, services) for monitor in monitors) == sorted(SERVICES)
     renamed = render(release="shop-prod")
     assert sorted(

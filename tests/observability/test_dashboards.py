@@ -44,6 +44,10 @@ CONTRACT_METRICS = {
     "gateway_upstream_errors_total",
     "gateway_snaps_total",
     "gateway_idempotent_replays_total",
+    "library_db_pool_connections",
+    "library_db_pool_size",
+    "library_account_deletions_total",
+    "library_account_deletions_pending",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
@@ -82,7 +86,7 @@ def test_check_mode_reports_a_hand_edited_dashboard(tmp_path: Any) -> None:
     assert generate(["--out", str(tmp_path), "--check"]) == 0
 
 
-def test_the_four_views_exist_with_their_rows(dashboards: dict[str, dict[str, Any]]) -> None:
+def test_the_five_views_exist_with_their_rows(dashboards: dict[str, dict[str, Any]]) -> None:
     rows = {
         uid: [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
         for uid, dashboard in dashboards.items()
@@ -103,8 +107,9 @@ def test_the_four_views_exist_with_their_rows(dashboards: dict[str, dict[str, An
         ],
         "ideasnap-intake": ["Uploads", "Bytes and processing", "Storage"],
         "ideasnap-edge": ["Rate limits and quotas", "CORS, rate-limit store and upstreams"],
+        "ideasnap-library": ["Requests", "Database pool", "Account deletions"],
     }
-    assert len({dashboard["title"] for dashboard in dashboards.values()}) == 4
+    assert len({dashboard["title"] for dashboard in dashboards.values()}) == 5
 
 
 def test_every_contract_metric_is_on_a_dashboard(dashboards: dict[str, dict[str, Any]]) -> None:
@@ -156,7 +161,9 @@ def test_queries_select_by_namespace_and_the_service_job(
                 name, matchers = selector
                 assert 'namespace=~"$namespace"' in matchers, (query.name, name)
                 if not name.startswith("kube_"):
-                    assert re.search(r'job(=~"\$job"|="(gateway|upload-svc|ai-svc)")', matchers), (
+                    assert re.search(
+                        r'job(=~"\$job"|="(gateway|upload-svc|ai-svc|library-svc)")', matchers
+                    ), (
                         query.name,
                         name,
                     )
@@ -229,7 +236,7 @@ def test_variables_default_to_everything_of_ideasnap(
     dashboards: dict[str, dict[str, Any]],
 ) -> None:
     overview = variable_values(dashboards["ideasnap-overview"])
-    assert overview == {"namespace": ".*", "job": "gateway|upload-svc|ai-svc"}
+    assert overview == {"namespace": ".*", "job": "gateway|upload-svc|ai-svc|library-svc"}
     for dashboard in dashboards.values():
         names = [variable["name"] for variable in dashboard["templating"]["list"]]
         assert names[:3] == ["datasource", "tempo", "namespace"]

@@ -290,7 +290,7 @@ def test_every_rule_expression_runs_and_prometheus_evaluates_them_cleanly(
     prometheus: Prometheus, burst: dict[str, int], rules: list[dict[str, Any]]
 ) -> None:
     queries = rule_queries([{"kind": "PrometheusRule", "spec": {"groups": rules}}])
-    assert len(queries) == 26
+    assert len(queries) == 31
     failures = []
     for query in queries:
         try:

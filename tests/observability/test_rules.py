@@ -99,7 +99,7 @@ def test_promtool_check_rules_is_clean(rule_file: Path) -> None:
         [PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 28 rules found" in result.stdout
+    assert "SUCCESS: 33 rules found" in result.stdout
 
 
 @pytest.mark.parametrize("test_file", sorted(p.name for p in PROMTOOL_TESTS.glob("*.yaml")))
@@ -125,7 +125,7 @@ def test_every_alert_is_tested_firing_and_silent(objects: list[dict[str, Any]]) 
             for check in case.get("alert_rule_test", []):
                 (fires if check.get("exp_alerts") else silent).add(check["alertname"])
     names = {rule["alert"] for rule in alerts(objects)}
-    assert len(names) == 14
+    assert len(names) == 19
     assert names - fires == set(), "alerts with no test that makes them fire"
     assert names - silent == set(), "alerts with no test that keeps them silent"
     assert (fires | silent) - names == set(), "tests of alerts that no longer exist"
@@ -247,7 +247,12 @@ def test_pod_and_autoscaler_alerts_name_the_charts_objects(objects: list[dict[st
     hpa_pattern = re.search(r'horizontalpodautoscaler=~"([^"]+)"', exprs["IdeaSnapHPAAtMaximum"])
     assert pod_pattern
     assert hpa_pattern
-    assert deployments == {"ideasnap-gateway", "ideasnap-upload-svc", "ideasnap-ai-svc"}
+    assert deployments == {
+        "ideasnap-gateway",
+        "ideasnap-upload-svc",
+        "ideasnap-ai-svc",
+        "ideasnap-library-svc",
+    }
     for deployment in deployments:
         assert re.fullmatch(pod_pattern.group(1), f"{deployment}-5d8f7c9b6-x7k2p")
         assert not re.fullmatch(pod_pattern.group(1), f"other-{deployment}-5d8f7c9b6-x7k2p")

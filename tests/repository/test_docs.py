@@ -106,12 +106,3 @@ def test_the_architecture_folder_table_lists_every_top_level_folder() -> None:
     assert set(listed) == folders
     for folder in listed:
         assert (ROOT / folder).is_dir(), folder
-
-
-def test_library_svc_is_described_as_planned_until_it_lands() -> None:
-    text = (ROOT / "docs" / "architecture.md").read_text()
-    if (ROOT / "library-svc").is_dir():
-        assert "library-svc" in folder_table()
-    else:
-        assert "library-svc" not in folder_table()
-        assert "**Planned, not in this tree yet: library-svc.**" in text

@@ -131,11 +131,11 @@ def test_the_release_builds_exactly_the_services_with_a_dockerfile(tmp_path: Pat
 
 def test_a_new_service_with_a_dockerfile_is_released_too(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    for service in (*dockerfile_services(), "library-svc"):
+    for service in (*dockerfile_services(), "search-svc"):
         (tree / service).mkdir(parents=True)
         (tree / service / "Dockerfile").write_text("FROM scratch\n")
     (tree / "docs").mkdir()
-    assert set(listed_services(tree, tmp_path)) == {*dockerfile_services(), "library-svc"}
+    assert set(listed_services(tree, tmp_path)) == {*dockerfile_services(), "search-svc"}
 
 
 def test_the_listing_fails_where_there_is_no_dockerfile(tmp_path: Path) -> None:

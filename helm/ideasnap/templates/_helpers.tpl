@@ -2,7 +2,8 @@
 Shared names, labels and settings. Templates that render one object per service range
 over "ideasnap.components" and pass a context dict:
   root: the chart's root context ($), name: the service name (gateway, upload-svc,
-  ai-svc), key: its values key (gateway, uploadSvc, aiSvc), svc: its values.
+  ai-svc, library-svc), key: its values key (gateway, uploadSvc, aiSvc, librarySvc),
+  svc: its values.
 */}}
 
 {{/* The chart name, or nameOverride. */}}
@@ -34,6 +35,7 @@ over "ideasnap.components" and pass a context dict:
 gateway: gateway
 upload-svc: uploadSvc
 ai-svc: aiSvc
+library-svc: librarySvc
 {{- end }}
 
 {{/* Labels on every object (Kubernetes' recommended app.kubernetes.io set). */}}
@@ -291,6 +293,7 @@ with a message that names the values to change.
 {{- if and $v.gateway.apiKeys.enabled (not $v.gateway.apiKeys.content) (not $v.gateway.apiKeys.existingSecret) }}
 {{- fail "gateway.apiKeys.enabled needs gateway.apiKeys.existingSecret or gateway.apiKeys.content" }}
 {{- end }}
+{{- include "ideasnap.library.validate" . }}
 {{- end }}
 
 {{/*
@@ -330,6 +333,7 @@ settings first, then the service's own, then config.extra, then <service>.config
 {{- if eq .name "gateway" }}
 {{- $_ := set $data "UPLOAD_SVC_URL" (include "ideasnap.serviceUrl" (dict "root" $root "peer" "upload-svc")) }}
 {{- $_ := set $data "AI_SVC_URL" (include "ideasnap.serviceUrl" (dict "root" $root "peer" "ai-svc")) }}
+{{- $_ := set $data "LIBRARY_SVC_URL" (include "ideasnap.serviceUrl" (dict "root" $root "peer" "library-svc")) }}
 {{- $_ := set $data "MAX_UPLOAD_BYTES" (toString (int64 $v.config.maxUploadBytes)) }}
 {{- $_ := set $data "TRUSTED_PROXY_HOPS" (toString (int64 $svc.trustedProxyHops)) }}
 {{- with $svc.cors.allowedOrigins }}
@@ -387,6 +391,8 @@ settings first, then the service's own, then config.extra, then <service>.config
 {{- if not (kindIs "invalid" $gemini.timeoutSeconds) }}
 {{- $_ := set $data "GEMINI_TIMEOUT_SECONDS" (toString $gemini.timeoutSeconds) }}
 {{- end }}
+{{- else if eq .name "library-svc" }}
+{{- include "ideasnap.library.configData" (dict "ctx" . "data" $data) }}
 {{- end }}
 {{- range $name, $value := $v.config.extra }}
 {{- $_ := set $data $name $value }}
