@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks start for real, when missing:
 # redis-server (rate limits, cache), prometheus + promtool (dashboards, alerts), nginx and
-# wrk (the gateway benchmark's reverse-proxy comparison and its load generator).
+# wrk (the gateway benchmark's reverse-proxy comparison and its load generator), postgresql
+# (library-svc's database; Debian keeps its server binaries in /usr/lib/postgresql/<ver>/bin).
 # Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
 set -euo pipefail
 
@@ -11,11 +12,18 @@ declare -A PACKAGE_FOR=(
   [promtool]=prometheus
   [nginx]=nginx
   [wrk]=wrk
+  [postgres]=postgresql
 )
+
+present() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ -x "/usr/sbin/$1" ] && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null 2>&1
+}
 
 missing=()
 for command in "$@"; do
-  if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then
+  if ! present "$command"; then
     missing+=("${PACKAGE_FOR[$command]:-$command}")
   fi
 done

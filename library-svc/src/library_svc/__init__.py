@@ -1,0 +1,1 @@
+"""library-svc: what a signed-in person keeps (history, drafts, sync, tier, deletion)."""

@@ -1,0 +1,111 @@
+"""The database: one engine per worker process, one session per request.
+
+The app factory runs in each gunicorn worker after fork (``preload_app`` is off), so
+the engine and its pool are made there and never shared across a fork. The pool holds
+one connection per request thread, checks a connection before use (``pool_pre_ping``:
+a database restart costs one reconnect, not a failed request), and reports its state
+to Prometheus. SQLite gets foreign keys switched on for every connection, WAL and a
+busy timeout, so the same models and migrations behave the same on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
+
+from library_svc.metrics import POOL_CONNECTIONS, POOL_SIZE
+from library_svc.settings import LibrarySettings
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default would be psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_db_engine(settings: LibrarySettings, *, pool_metrics: bool = True) -> Engine:
+    url = engine_url(settings.database_url)
+    options: dict[str, Any] = {
+        "poolclass": QueuePool,
+        "pool_size": settings.pool_size(),
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "pool_pre_ping": True,
+    }
+    if is_sqlite(url):
+        options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        options["connect_args"] = {"connect_timeout": 5}
+        if settings.db_statement_timeout_ms:
+            options["connect_args"]["options"] = (
+                f"-c statement_timeout={settings.db_statement_timeout_ms}"
+            )
+    engine = create_engine(url, **options)
+    if is_sqlite(url):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if pool_metrics:
+        watch_pool(engine)
+    return engine
+
+
+def watch_pool(engine: Engine) -> None:
+    pool = engine.pool
+    POOL_SIZE.set(settings_pool_size(pool))
+
+    def observe(*_: Any) -> None:
+        checked_out = pool.checkedout()  # type: ignore[attr-defined]
+        POOL_CONNECTIONS.labels("checked_out").set(checked_out)
+        POOL_CONNECTIONS.labels("idle").set(pool.checkedin())  # type: ignore[attr-defined]
+        POOL_CONNECTIONS.labels("overflow").set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+
+    for name in ("checkout", "checkin", "connect", "close"):
+        event.listen(pool, name, observe)
+    observe()
+
+
+def settings_pool_size(pool: Any) -> int:
+    return int(pool.size()) if hasattr(pool, "size") else 0
+
+
+def install_database(app: Flask, engine: Engine) -> None:
+    app.extensions["db_engine"] = engine
+    app.extensions["db_sessions"] = sessionmaker(engine, expire_on_commit=False)
+
+    @app.teardown_appcontext
+    def _close_session(_: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+
+def db() -> Session:
+    """This request's session (made on first use, closed when the request ends)."""
+    session = g.get("db_session")
+    if session is None:
+        session = current_app.extensions["db_sessions"]()
+        g.db_session = session
+    return session
+
+
+def check_database(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
