@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,9 +92,15 @@ def test_readiness_checks_the_database_and_the_pool_is_in_the_metrics(library: S
     ready = requests.get(f"{library.url}/readyz", timeout=10)
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok"}
-    found = {
-        (name, labels.get("state")): value for name, labels, value in samples(library.metrics_url)
-    }
+    deadline = time.monotonic() + 15
+    while True:  # each worker publishes its pool once it has booted
+        found = {
+            (name, labels.get("state")): value
+            for name, labels, value in samples(library.metrics_url)
+        }
+        if found.get(("library_db_pool_size", None)) == 8 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert found[("library_db_pool_size", None)] == 8  # 2 workers x 4 threads
     for state in ("checked_out", "idle", "overflow"):
         assert ("library_db_pool_connections", state) in found

@@ -10,6 +10,7 @@ busy timeout, so the same models and migrations behave the same on both.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from flask import Flask, current_app, g
@@ -67,23 +68,23 @@ def create_db_engine(settings: LibrarySettings, *, pool_metrics: bool = True) ->
     return engine
 
 
+_watched: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def observe_pool(engine: Engine) -> None:
+    """Publish the pool's state (after a checkout, and when a request has given its back)."""
+    pool: Any = engine.pool
+    POOL_CONNECTIONS.labels("checked_out").set(pool.checkedout())
+    POOL_CONNECTIONS.labels("idle").set(pool.checkedin())
+    POOL_CONNECTIONS.labels("overflow").set(max(0, pool.overflow()))
+
+
 def watch_pool(engine: Engine) -> None:
-    pool = engine.pool
-    POOL_SIZE.set(settings_pool_size(pool))
-
-    def observe(*_: Any) -> None:
-        checked_out = pool.checkedout()  # type: ignore[attr-defined]
-        POOL_CONNECTIONS.labels("checked_out").set(checked_out)
-        POOL_CONNECTIONS.labels("idle").set(pool.checkedin())  # type: ignore[attr-defined]
-        POOL_CONNECTIONS.labels("overflow").set(max(0, pool.overflow()))  # type: ignore[attr-defined]
-
-    for name in ("checkout", "checkin", "connect", "close"):
-        event.listen(pool, name, observe)
-    observe()
-
-
-def settings_pool_size(pool: Any) -> int:
-    return int(pool.size()) if hasattr(pool, "size") else 0
+    pool: Any = engine.pool
+    POOL_SIZE.set(int(pool.size()))
+    event.listen(pool, "checkout", lambda *_: observe_pool(engine))
+    _watched.add(engine)
+    observe_pool(engine)
 
 
 def install_database(app: Flask, engine: Engine) -> None:
@@ -95,6 +96,8 @@ def install_database(app: Flask, engine: Engine) -> None:
         session: Session | None = g.pop("db_session", None)
         if session is not None:
             session.close()
+            if engine in _watched:
+                observe_pool(engine)
 
 
 def db() -> Session:
