@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
 from library_svc.app import create_app
 from library_svc.migrate import upgrade
 from library_svc.settings import LibrarySettings
+from tests.support.images import photo
 from tests.support.postgres import PostgresServer, start_postgres
+from tests.support.processes import Service, gunicorn_service
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +49,7 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+def make_app(database_url: str, upload_svc: Service, tmp_path: Path) -> Iterator[AppFactory]:
     made: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
@@ -56,6 +59,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
             "sweep_interval_seconds": 0,
             "firebase_claims_enabled": False,
             "page_token_secret": "test-page-token-secret",
+            "upload_svc_url": upload_svc.url,
         }
         values.update(overrides)
         app = create_app(LibrarySettings(**values))
@@ -84,3 +88,53 @@ def uid() -> str:
 
 def who(uid: str, tier: str = "free") -> dict[str, str]:
     return {"X-IdeaSnap-User": uid, "X-IdeaSnap-Tier": tier}
+
+
+@pytest.fixture(scope="session")
+def upload_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The real upload-svc (gunicorn): library-svc deletes and exports photos through it."""
+    tmp = tmp_path_factory.mktemp("upload-svc")
+    service = gunicorn_service(
+        "upload-svc",
+        tmp,
+        {"STORAGE_DIR": str(tmp / "storage"), "OTEL_SDK_DISABLED": "true"},
+        workers=1,
+        threads=4,
+    ).start()
+    yield service
+    service.stop()
+
+
+def store_photo(upload_svc: Service, uid: str, width: int = 640, height: int = 480) -> dict:
+    answer = requests.post(
+        f"{upload_svc.url}/v1/uploads",
+        files={"image": ("photo.jpg", photo(width, height), "image/jpeg")},
+        headers=who(uid),
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def snap_record(upload: dict) -> dict:
+    """What the gateway sends to record a snap: its upload, preset, ideas and model."""
+    return {
+        "upload": upload,
+        "preset": {"template": "social_post", "tone": "friendly", "language": "en", "count": 2},
+        "ideas": [{"title": "One", "body": "First idea", "hashtags": ["#a"]}],
+        "provider": "local",
+        "model": "local-1",
+        "usage": {"input_tokens": 10, "output_tokens": 20},
+    }
+
+
+def fake_upload(number: int, size: int = 1000) -> dict:
+    """An upload record for history-only tests (paging, limits) with no photo behind it."""
+    return {
+        "id": f"{number:032x}",
+        "size": size,
+        "content_type": "image/jpeg",
+        "width": 10,
+        "height": 10,
+        "sha256": f"{number:064x}",
+    }

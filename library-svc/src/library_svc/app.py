@@ -21,7 +21,10 @@ from library_svc.database import check_database, create_db_engine, db, install_d
 from library_svc.drafts import blueprint as drafts_blueprint
 from library_svc.page_tokens import PageTokens
 from library_svc.settings import LibrarySettings
+from library_svc.snaps import blueprint as snaps_blueprint
+from library_svc.sync import blueprint as sync_blueprint
 from library_svc.tiers import load_tiers
+from library_svc.uploads_client import UploadsClient
 
 OPEN_ROUTES = frozenset({"/v1/billing/events"})
 RESUMABLE = frozenset({("DELETE", "/v1/me")})
@@ -42,7 +45,11 @@ def create_app(settings: LibrarySettings | None = None, engine: Engine | None = 
     install_database(app, engine)
     app.extensions["page_tokens"] = PageTokens(settings.page_token_secret.get_secret_value())
     app.extensions["tiers"] = load_tiers(settings.tiers_file)
-    app.register_blueprint(drafts_blueprint)
+    app.extensions["uploads"] = UploadsClient(
+        settings.upload_svc_url, settings.upload_svc_timeout_seconds
+    )
+    for blueprint in (drafts_blueprint, snaps_blueprint, sync_blueprint):
+        app.register_blueprint(blueprint)
 
     @app.before_request
     def _signed_in_and_not_deleted() -> None:
