@@ -17,11 +17,15 @@ from chassis.errors import error_response
 from chassis.health import add_readiness_check
 from chassis.settings import load_settings
 from library_svc.access import refuse_if_deleted, signed_in_user
+from library_svc.account import blueprint as account_blueprint
+from library_svc.billing import blueprint as billing_blueprint
+from library_svc.claims import FirebaseAccounts
 from library_svc.database import check_database, create_db_engine, db, install_database
 from library_svc.drafts import blueprint as drafts_blueprint
 from library_svc.page_tokens import PageTokens
 from library_svc.settings import LibrarySettings
 from library_svc.snaps import blueprint as snaps_blueprint
+from library_svc.sweep import start_periodic_sweep
 from library_svc.sync import blueprint as sync_blueprint
 from library_svc.tiers import load_tiers
 from library_svc.uploads_client import UploadsClient
@@ -48,7 +52,16 @@ def create_app(settings: LibrarySettings | None = None, engine: Engine | None = 
     app.extensions["uploads"] = UploadsClient(
         settings.upload_svc_url, settings.upload_svc_timeout_seconds
     )
-    for blueprint in (drafts_blueprint, snaps_blueprint, sync_blueprint):
+    app.extensions["firebase"] = FirebaseAccounts(
+        settings.firebase_project_id, settings.firebase_claims_enabled
+    )
+    for blueprint in (
+        drafts_blueprint,
+        snaps_blueprint,
+        sync_blueprint,
+        billing_blueprint,
+        account_blueprint,
+    ):
         app.register_blueprint(blueprint)
 
     @app.before_request
@@ -72,4 +85,6 @@ def create_app(settings: LibrarySettings | None = None, engine: Engine | None = 
         )
 
     add_readiness_check(app, "database", lambda: check_database(engine))
+    if settings.sweep_interval_seconds > 0:
+        start_periodic_sweep(app, settings.sweep_interval_seconds)
     return app
