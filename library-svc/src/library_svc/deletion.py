@@ -56,6 +56,9 @@ def publish_pending(session: Session) -> None:
 
 
 def begin(session: Session, uid: str) -> AccountDeletion:
+    if (existing := deletion_of(session, uid)) is not None:
+        session.rollback()
+        return existing
     ensure_person(session, uid)
     session.execute(
         update(Person).where(Person.uid == uid).values(change_seq=Person.change_seq + 1)
