@@ -10,6 +10,8 @@ busy timeout, so the same models and migrations behave the same on both.
 
 from __future__ import annotations
 
+import threading
+import time
 import weakref
 from typing import Any
 
@@ -79,12 +81,25 @@ def observe_pool(engine: Engine) -> None:
     POOL_CONNECTIONS.labels("overflow").set(max(0, pool.overflow()))
 
 
-def watch_pool(engine: Engine) -> None:
+def watch_pool(engine: Engine, interval: float = 1.0) -> None:
+    """Publish the pool's state when requests end and every ``interval`` seconds.
+
+    Pool events fire before the pool's own counts change, so the state is read after
+    the fact instead: at the end of each request and by a small publisher thread.
+    """
     pool: Any = engine.pool
     POOL_SIZE.set(int(pool.size()))
-    event.listen(pool, "checkout", lambda *_: observe_pool(engine))
     _watched.add(engine)
     observe_pool(engine)
+    reference = weakref.ref(engine)
+
+    def publish() -> None:
+        while (current := reference()) is not None:
+            observe_pool(current)
+            del current
+            time.sleep(interval)
+
+    threading.Thread(target=publish, name="db-pool-metrics", daemon=True).start()
 
 
 def install_database(app: Flask, engine: Engine) -> None:
