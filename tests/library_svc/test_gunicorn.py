@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import create_engine, func, select
 
+from library_svc.database import engine_url
 from library_svc.migrate import upgrade
+from library_svc.models import Draft, Person
 from tests.library_svc.conftest import who
 from tests.support.metrics import samples
 from tests.support.postgres import PostgresServer
@@ -22,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def library(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+    postgres: PostgresServer, upload_svc: Service, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     tmp: Path = tmp_path_factory.mktemp("library-gunicorn")
     url = postgres.create_database(f"library_gunicorn_{uuid.uuid4().hex[:8]}")
@@ -30,10 +33,17 @@ def library(
     service = gunicorn_service(
         "library-svc",
         tmp,
-        {"DATABASE_URL": url, "OTEL_SDK_DISABLED": "true", "SWEEP_INTERVAL_SECONDS": "0"},
+        {
+            "DATABASE_URL": url,
+            "OTEL_SDK_DISABLED": "true",
+            "SWEEP_INTERVAL_SECONDS": "0",
+            "UPLOAD_SVC_URL": upload_svc.url,
+            "FIREBASE_CLAIMS_ENABLED": "false",
+        },
         workers=2,
         threads=4,
     ).start()
+    service.database_url = url  # type: ignore[attr-defined]
     yield service
     service.stop()
 
@@ -105,3 +115,45 @@ def test_readiness_checks_the_database_and_the_pool_is_in_the_metrics(library: S
     for state in ("checked_out", "idle", "overflow"):
         assert ("library_db_pool_connections", state) in found
     assert found[("library_db_pool_connections", "idle")] >= 1
+
+
+def test_no_change_commits_once_the_account_deletion_has_begun(library: Service) -> None:
+    uid = f"leaving-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    answers: list[tuple[float, int]] = []
+
+    def keep_writing() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                answer = session.put(
+                    f"{library.url}/v1/drafts/{uuid.uuid4()}",
+                    json={"body": "still typing"},
+                    headers=who(uid),
+                    timeout=10,
+                )
+                answers.append((time.monotonic(), answer.status_code))
+
+    writers = [threading.Thread(target=keep_writing) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    time.sleep(0.5)
+    deleted = requests.delete(f"{library.url}/v1/me", headers=who(uid), timeout=30)
+    finished = time.monotonic()
+    time.sleep(0.5)
+    stop.set()
+    for writer in writers:
+        writer.join()
+    assert deleted.status_code == 204
+    assert {status for _, status in answers} <= {201, 410}
+    assert any(status == 201 for _, status in answers)
+    assert all(status == 410 for at, status in answers if at > finished)
+    engine = create_engine(engine_url(library.database_url))  # type: ignore[attr-defined]
+    try:
+        with engine.connect() as connection:
+            for model, column in ((Draft, Draft.owner), (Person, Person.uid)):
+                count = connection.scalar(
+                    select(func.count()).select_from(model).where(column == uid)
+                )
+                assert count == 0, model.__tablename__
+    finally:
+        engine.dispose()
