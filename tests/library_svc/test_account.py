@@ -223,3 +223,20 @@ def test_export_streams_one_zip_with_the_json_and_the_photos(
     for upload in library["uploads"]:
         stored = requests.get(f"{upload_svc.url}/v1/uploads/{upload['id']}", timeout=10).content
         assert archive.read(f"photos/{upload['id']}.jpg") == stored
+
+
+def test_an_export_while_upload_svc_is_down_is_a_whole_zip_naming_the_missing_photos(
+    account_app: AppFactory, upload_svc: Service, auth_emulator: AuthEmulator
+) -> None:
+    working = account_app()
+    uid = auth_emulator.sign_up(f"export-down-{uuid.uuid4().hex[:8]}@example.com")["localId"]
+    library = fill_library(working.test_client(), upload_svc, uid)
+    broken = account_app(upload_svc_url=f"http://127.0.0.1:{free_port()}")
+    answer = broken.test_client().get("/v1/me/export", headers=who(uid))
+    assert answer.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(answer.get_data()))
+    assert archive.testzip() is None
+    assert len(json.loads(archive.read("library.json"))["snaps"]) == 2
+    missing = json.loads(archive.read("photos/missing.json"))["missing"]
+    assert sorted(missing) == sorted(upload["id"] for upload in library["uploads"])
+    assert not [name for name in archive.namelist() if name.endswith(".jpg")]

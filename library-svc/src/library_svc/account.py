@@ -33,7 +33,7 @@ from library_svc.models import BillingEvent, Draft, DraftRevision, Snap
 from library_svc.settings import LibrarySettings
 from library_svc.snaps import snap_json
 from library_svc.uploads_client import UploadsClient
-from library_svc.usage import history_count, snaps_today, storage_used
+from library_svc.usage import history_count, snaps_today, storage_counted
 
 log = structlog.get_logger(__name__)
 blueprint = Blueprint("account", __name__)
@@ -58,6 +58,7 @@ def me_json(uid: str) -> dict[str, Any]:
     tier = tier_of(session, uid, settings().pro_entitlement_id)
     limits = current_app.extensions["tiers"][tier]
     day, today = snaps_today(session, uid)
+    used, counted_by = storage_counted(session, uploads(), uid)
     return {
         "uid": uid,
         "tier": tier,
@@ -67,8 +68,9 @@ def me_json(uid: str) -> dict[str, Any]:
         "features": {"ads": tier != "pro"},
         "history": {"snaps": history_count(session, uid), "limit": limits.history_size},
         "storage": {
-            "used_bytes": storage_used(session, uploads(), uid),
+            "used_bytes": used,
             "limit_bytes": limits.storage_bytes,
+            "counted_by": counted_by,
         },
     }
 
