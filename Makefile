@@ -14,11 +14,14 @@ SYNCED := $(VENV)/.synced
 export GATEWAY_PORT ?= 8080
 export UPLOAD_PORT ?= 8081
 export AI_PORT ?= 8082
+export LIBRARY_PORT ?= 8083
 export GATEWAY_METRICS_PORT ?= 9080
 export UPLOAD_METRICS_PORT ?= 9081
 export AI_METRICS_PORT ?= 9082
+export LIBRARY_METRICS_PORT ?= 9083
 export HOST ?= 127.0.0.1
 export STORAGE_DIR ?= $(CURDIR)/var/uploads
+export LIBRARY_DATABASE_URL ?= sqlite:///$(CURDIR)/var/library.db
 export LOG_FORMAT ?= json
 
 PYTEST_ARGS ?=
@@ -43,13 +46,15 @@ lock: $(UV) ## refresh uv.lock after changing a pyproject.toml
 	$(UV) lock
 
 .PHONY: run
-run: $(SYNCED) ## start gateway, upload-svc and ai-svc on $(HOST); Ctrl-C stops them all
-	@mkdir -p "$(STORAGE_DIR)"
+run: $(SYNCED) ## start gateway, upload-svc, ai-svc and library-svc on $(HOST); Ctrl-C stops them all
+	@mkdir -p "$(STORAGE_DIR)" "$(CURDIR)/var"
+	DATABASE_URL="$(LIBRARY_DATABASE_URL)" $(BIN)/python -m library_svc.migrate upgrade
 	@echo "IdeaSnap on this machine:"
 	@echo "  gateway     http://$(HOST):$(GATEWAY_PORT)   (the public API: /v1/..., /healthz, /readyz)"
 	@echo "  upload-svc  http://$(HOST):$(UPLOAD_PORT)   storage: $(STORAGE_DIR)"
 	@echo "  ai-svc      http://$(HOST):$(AI_PORT)   provider: $${GEMINI_API_KEY:+gemini}$${GEMINI_API_KEY:-local (no GEMINI_API_KEY)}"
-	@echo "  metrics     http://$(HOST):$(GATEWAY_METRICS_PORT)/metrics  :$(UPLOAD_METRICS_PORT)/metrics  :$(AI_METRICS_PORT)/metrics"
+	@echo "  library-svc http://$(HOST):$(LIBRARY_PORT)   database: $(LIBRARY_DATABASE_URL)"
+	@echo "  metrics     http://$(HOST):$(GATEWAY_METRICS_PORT)/metrics  :$(UPLOAD_METRICS_PORT)/metrics  :$(AI_METRICS_PORT)/metrics  :$(LIBRARY_METRICS_PORT)/metrics"
 	@echo "Try: curl -F image=@photo.jpg -F template=social_post http://$(HOST):$(GATEWAY_PORT)/v1/snaps"
 	@echo "Logs follow (one JSON object per line). Ctrl-C stops everything."
 	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho --no-colour start -f Procfile
@@ -84,7 +89,7 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 
 .PHONY: system-deps
 system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox, postgresql) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgresql
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgres
 
 FIREBASE_TOOLS_VERSION := 14.27.0
 FIREBASE_CLI := $(TOOLS)/firebase-tools/node_modules/.bin/firebase

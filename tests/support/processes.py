@@ -24,7 +24,12 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-SERVICE_DIRS = {"gateway": "gateway", "upload-svc": "upload-svc", "ai-svc": "ai-svc"}
+SERVICE_DIRS = {
+    "gateway": "gateway",
+    "upload-svc": "upload-svc",
+    "ai-svc": "ai-svc",
+    "library-svc": "library-svc",
+}
 
 
 def free_port() -> int:
