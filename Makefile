@@ -76,6 +76,10 @@ test: lint system-deps ## lint, then the whole test suite (unit, integration, de
 manifests: $(SYNCED) ## render the chart with default values into k8s/ (plain manifests)
 	$(BIN)/python scripts/render_manifests.py
 
+.PHONY: s3-lifecycle
+s3-lifecycle: $(SYNCED) ## set the S3 lifecycle rule expiring anonymous uploads (S3_BUCKET, S3_PREFIX, S3_ENDPOINT_URL, ANONYMOUS_RETENTION_DAYS)
+	STORAGE_BACKEND=s3 $(BIN)/python -m upload_svc.lifecycle $(LIFECYCLE_ARGS)
+
 .PHONY: dashboards
 dashboards: $(SYNCED) ## generate the Grafana dashboards' JSON into the chart
 	$(BIN)/python -m observability.dashboards
