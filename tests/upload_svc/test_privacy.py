@@ -9,19 +9,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.upload_svc import corpus
-from tests.upload_svc.conftest import SettingsFactory, bucket_keys, local_files, s3_client
+from tests.upload_svc.conftest import Service, SettingsFactory, s3_client
 from upload_svc.app import create_app
 
 ALICE = "alice-Uid_01"
@@ -51,35 +47,6 @@ def upload(client: FlaskClient, headers: dict[str, str], data: bytes | None = No
 
 def owner_dir(uid: str) -> str:
     return f"owners/{hashlib.sha256(uid.encode()).hexdigest()}"
-
-
-@dataclass
-class Service:
-    backend: str
-    app: Flask
-    client: FlaskClient
-    stored_keys: Callable[[], list[str]]
-    """Every object key in the store (data only, no sidecars or temp files)."""
-
-
-@pytest.fixture(params=["local", "s3"])
-def service(request: pytest.FixtureRequest, make_settings: SettingsFactory) -> Service:
-    if request.param == "local":
-        settings = make_settings()
-        root: Path = settings.storage_dir
-
-        def keys() -> list[str]:
-            return [name for name in local_files(root) if "/." not in f"/{name}"]
-
-    else:
-        settings = request.getfixturevalue("make_s3_settings")()
-        endpoint = request.getfixturevalue("moto_endpoint")
-
-        def keys() -> list[str]:
-            return bucket_keys(endpoint, settings.s3_bucket or "")
-
-    app = create_app(settings)
-    return Service(request.param, app, app.test_client(), keys)
 
 
 def reads(upload_id: str) -> list[tuple[str, str]]:
