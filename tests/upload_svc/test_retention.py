@@ -4,14 +4,20 @@ lifecycle rule (read back from moto's server)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from botocore.exceptions import ClientError
 from flask.testing import FlaskClient
 
+from tests.support.processes import gunicorn_service
 from tests.upload_svc import corpus
 from tests.upload_svc.conftest import AWS_TEST_ENV, Service, SettingsFactory, s3_client
 from tests.upload_svc.test_privacy import ANONYMOUS, person, upload
@@ -190,3 +196,38 @@ def test_lifecycle_command_refuses_local_storage() -> None:
     )
     assert done.returncode == 2
     assert "not s3" in done.stdout
+
+
+def sweeper_pids(log_path: Path) -> list[int]:
+    pids = []
+    for line in log_path.read_text().splitlines():
+        if '"retention_sweeper_active"' in line:
+            pids.append(json.loads(line)["pid"])
+    return pids
+
+
+@pytest.mark.integration
+def test_under_gunicorn_one_worker_sweeps_and_another_takes_over(tmp_path: Path) -> None:
+    service = gunicorn_service(
+        "upload-svc",
+        tmp_path,
+        {"STORAGE_DIR": str(tmp_path / "storage"), "RETENTION_SWEEP_INTERVAL_SECONDS": "1"},
+        workers=2,
+        threads=2,
+    ).start()
+    log_path = tmp_path / "upload-svc.log"
+    try:
+        deadline = time.monotonic() + 20
+        while not sweeper_pids(log_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.5)  # both workers have tried at least twice by now
+        [holder] = sweeper_pids(log_path)
+        os.kill(holder, signal.SIGKILL)  # gunicorn starts a new worker in its place
+        deadline = time.monotonic() + 20
+        while len(sweeper_pids(log_path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = sweeper_pids(log_path)
+        assert len(pids) == 2, pids
+        assert pids[1] != holder
+    finally:
+        service.stop()
