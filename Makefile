@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -109,6 +109,10 @@ test: lint system-deps $(FIREBASE_CLI) ## lint, then the whole test suite (unit,
 .PHONY: manifests
 manifests: $(SYNCED) ## render the chart with default values into k8s/ (plain manifests)
 	$(BIN)/python scripts/render_manifests.py
+
+.PHONY: s3-lifecycle
+s3-lifecycle: $(SYNCED) ## set the S3 lifecycle rule expiring anonymous uploads (S3_BUCKET, S3_PREFIX, S3_ENDPOINT_URL, ANONYMOUS_RETENTION_DAYS)
+	STORAGE_BACKEND=s3 $(BIN)/python -m upload_svc.lifecycle $(LIFECYCLE_ARGS)
 
 .PHONY: dashboards
 dashboards: $(SYNCED) ## generate the Grafana dashboards' JSON into the chart

@@ -39,6 +39,7 @@ import requests
 import structlog
 from PIL import Image
 
+from chassis.caller import ANONYMOUS
 from tests.support.processes import gunicorn_service
 from tests.upload_svc import corpus
 from upload_svc.receiving import READ_CHUNK, ReceivedBody
@@ -86,13 +87,13 @@ class Pipeline:
                 spool.write(chunk)
                 size += len(chunk)
             spool.seek(0)
-            record = self.uploads.create(ReceivedBody(spool, size))
+            record = self.uploads.create(ReceivedBody(spool, size), ANONYMOUS)
         self.created.append(record["id"])
         return record
 
     def forget(self) -> None:
         for upload_id in self.created:
-            self.uploads.storage.delete_prefix(upload_id)
+            self.uploads.delete(upload_id, ANONYMOUS)
         self.created.clear()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,7 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
 from ai_svc.cache import CacheKey, MemoryCache
-from ai_svc.providers.base import Generation, Idea
+from ai_svc.providers.base import Generation, Idea, PreviewImage
 from tests.ai_svc.conftest import AiHarness, FakeClock, Uploads
 from tests.fakes.gemini import FakeGemini
 from tests.support.images import photo
@@ -57,9 +58,17 @@ def test_memory_cache_entries_expire() -> None:
     assert len(cache) == 0
 
 
-def test_the_key_names_image_preset_and_model() -> None:
+def test_the_key_names_person_image_preset_model_and_capture_time() -> None:
     key = CacheKey(sha256="abc", preset="story:calm:ko:3", model="gemini-2.5-flash")
-    assert str(key) == "ideasnap:ideas:v1:gemini-2.5-flash:story:calm:ko:3:abc"
+    assert str(key) == "ideasnap:ideas:v2:anonymous:gemini-2.5-flash:story:calm:ko:3:abc:-"
+    image = PreviewImage(
+        data=b"", sha256="abc", captured_at=datetime.fromisoformat("2024-05-17T14:03:22+02:00")
+    )
+    alice = CacheKey.of(image, "story:calm:ko:3", "gemini-2.5-flash", "alice")
+    assert str(alice).endswith(":gemini-2.5-flash:story:calm:ko:3:abc:2024-05-17T14:03:22+02:00")
+    assert "alice" not in str(alice)
+    assert alice != CacheKey.of(image, "story:calm:ko:3", "gemini-2.5-flash", "bob")
+    assert alice != CacheKey.of(image, "story:calm:ko:3", "gemini-2.5-flash", None)
 
 
 # ------------------------------------------------------------- through the service

@@ -56,7 +56,8 @@ def post_snap(
 def stored_uploads(upstreams: Upstreams) -> set[str]:
     if not upstreams.storage.exists():
         return set()
-    return {path.name for path in upstreams.storage.iterdir() if path.is_dir()}
+    # An upload is a directory holding its original, under anonymous/ or owners/<owner>/.
+    return {path.parent.name for path in upstreams.storage.rglob("original")}
 
 
 def replays() -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,32 @@ def spool_files(settings: UploadSettings) -> list[str]:
 
 def env_for_subprocess(settings: dict[str, str]) -> dict[str, str]:
     return {**AWS_TEST_ENV, **settings, "OTEL_SDK_DISABLED": "true"}
+
+
+@dataclass
+class Service:
+    backend: str
+    app: Flask
+    client: FlaskClient
+    stored_keys: Callable[[], list[str]]
+    """Every object key in the store (data only, no sidecars or temp files)."""
+
+
+@pytest.fixture(params=["local", "s3"])
+def service(request: pytest.FixtureRequest, make_settings: SettingsFactory) -> Service:
+    if request.param == "local":
+        settings = make_settings()
+        root: Path = settings.storage_dir
+
+        def keys() -> list[str]:
+            return [name for name in local_files(root) if "/." not in f"/{name}"]
+
+    else:
+        settings = request.getfixturevalue("make_s3_settings")()
+        endpoint = request.getfixturevalue("moto_endpoint")
+
+        def keys() -> list[str]:
+            return bucket_keys(endpoint, settings.s3_bucket or "")
+
+    app = create_app(settings)
+    return Service(request.param, app, app.test_client(), keys)

@@ -20,4 +20,4 @@ def test_intake_benchmark_smoke(tmp_path: Path) -> None:
     assert goal["goal"] == "<= 1.0"
     assert isinstance(goal["met"], bool)
     assert "--only intake" in result["command"]
-    assert not list((tmp_path / "in-process" / "storage").glob("*/original"))
+    assert not list((tmp_path / "in-process" / "storage").rglob("original"))

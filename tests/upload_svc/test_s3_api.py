@@ -35,11 +35,13 @@ def test_upload_read_and_delete_through_s3(
     record = upload(client, photo)
     upload_id = record["id"]
     assert bucket_keys(moto_endpoint, s3_bucket) == [
-        f"media/{upload_id}/original",
-        f"media/{upload_id}/preview-768.jpg",
-        f"media/{upload_id}/thumbnail-320.jpg",
+        f"media/anonymous/{upload_id}/original",
+        f"media/anonymous/{upload_id}/preview-768.jpg",
+        f"media/anonymous/{upload_id}/thumbnail-320.jpg",
     ]
-    head = s3_client(moto_endpoint).head_object(Bucket=s3_bucket, Key=f"media/{upload_id}/original")
+    head = s3_client(moto_endpoint).head_object(
+        Bucket=s3_bucket, Key=f"media/anonymous/{upload_id}/original"
+    )
     assert head["ContentType"] == "image/jpeg"
     assert head["CacheControl"] == "public, max-age=86400, immutable"
     assert json.loads(head["Metadata"]["record"])["sha256"] == record["sha256"]
@@ -94,7 +96,7 @@ def test_missing_thumbnail_is_made_before_redirecting(
     client = create_app(make_s3_settings(s3_presign_redirect=True)).test_client()
     record = upload(client, corpus.small_jpeg())
     s3_client(moto_endpoint).delete_object(
-        Bucket=s3_bucket, Key=f"{record['id']}/thumbnail-320.jpg"
+        Bucket=s3_bucket, Key=f"anonymous/{record['id']}/thumbnail-320.jpg"
     )
     redirect = client.get(record["urls"]["thumbnail"])
     assert redirect.status_code == 307

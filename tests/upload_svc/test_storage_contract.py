@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,32 @@ def test_delete_prefix_removes_exactly_that_upload(backend: Backend) -> None:
     assert not backend.storage.exists("abc/original")
     assert backend.storage.delete_prefix("abc") == 0
     assert all(name.startswith(("abcd", ".abcd", "abcd/")) for name in backend.list_all())
+
+
+def test_list_prefix_finds_every_object_below_with_size_and_time(backend: Backend) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    for key, size in (
+        ("owners/h1/u1/original", 10),
+        ("owners/h1/u1/thumbnail-320.jpg", 3),
+        ("owners/h1/u2/original", 7),
+        ("owners/h10/u3/original", 5),
+        ("anonymous/u4/original", 4),
+    ):
+        backend.storage.put(key, io.BytesIO(b"x" * size), content_type="image/jpeg")
+    listed = sorted(backend.storage.list_prefix("owners/h1"), key=lambda item: item.key)
+    assert [(item.key, item.size) for item in listed] == [
+        ("owners/h1/u1/original", 10),
+        ("owners/h1/u1/thumbnail-320.jpg", 3),
+        ("owners/h1/u2/original", 7),
+    ]
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    assert all(before <= item.modified <= after for item in listed)
+    assert backend.storage.list_prefix("owners/nobody") == []
+    assert backend.storage.delete_prefix("owners/h1") == 3
+    assert backend.storage.list_prefix("owners/h1") == []
+    assert [item.key for item in backend.storage.list_prefix("owners/h10")] == [
+        "owners/h10/u3/original"
+    ]
 
 
 @pytest.mark.parametrize(

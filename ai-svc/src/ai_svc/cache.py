@@ -1,7 +1,12 @@
 """The result cache: a repeated snap costs no model call.
 
-The key is the original upload's sha256 + the preset + the model, so the same photo
-with the same preset gets the same ideas back, whatever upload id it was stored under.
+The key covers everything a provider reads: the original upload's sha256 (the pixels),
+the capture time upload-svc reports (the local provider writes season and time of day
+into its ideas), the preset and the model. It is also scoped to the person asking
+(a digest of their uid; one scope for everyone anonymous), so no answer crosses people
+and ``cached: true`` never tells anyone that someone else sent the same photo. The
+same person sending the same photo with the same preset gets the same ideas back,
+whatever upload id it was stored under.
 In-process LRU by default (each gunicorn worker has its own); Redis when ``REDIS_URL``
 is set, so every worker and pod shares one cache. Redis trouble never fails a request:
 a lookup that errors or times out is a miss, a store that fails is skipped, and both
@@ -10,6 +15,7 @@ are logged.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -20,10 +26,18 @@ from typing import Protocol
 import structlog
 
 from ai_svc import telemetry
-from ai_svc.providers.base import Generation
+from ai_svc.providers.base import Generation, PreviewImage
 
 log = structlog.get_logger(__name__)
-KEY_PREFIX = "ideasnap:ideas:v1"
+KEY_PREFIX = "ideasnap:ideas:v2"
+ANONYMOUS_SCOPE = "anonymous"
+
+
+def scope_of(user: str | None) -> str:
+    """Whose answers these are, without the uid itself in a Redis key."""
+    if user is None:
+        return ANONYMOUS_SCOPE
+    return hashlib.sha256(user.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -31,9 +45,23 @@ class CacheKey:
     sha256: str
     preset: str
     model: str
+    captured_at: str = "-"
+    scope: str = ANONYMOUS_SCOPE
+
+    @classmethod
+    def of(cls, image: PreviewImage, preset: str, model: str, user: str | None) -> CacheKey:
+        return cls(
+            sha256=image.sha256,
+            preset=preset,
+            model=model,
+            captured_at=image.captured_at.isoformat() if image.captured_at else "-",
+            scope=scope_of(user),
+        )
 
     def __str__(self) -> str:
-        return f"{KEY_PREFIX}:{self.model}:{self.preset}:{self.sha256}"
+        return (
+            f"{KEY_PREFIX}:{self.scope}:{self.model}:{self.preset}:{self.sha256}:{self.captured_at}"
+        )
 
 
 class ResultCache(Protocol):

@@ -18,6 +18,7 @@ from ai_svc.cache import CacheKey, ResultCache, lookup
 from ai_svc.presets import Catalogue, Preset
 from ai_svc.providers.base import Generation, PreviewImage, Provider, Usage
 from ai_svc.resilience import Clock, Deadline
+from chassis.caller import Caller, current_caller
 from chassis.errors import ApiError
 from chassis.outgoing import ServiceClient
 
@@ -60,8 +61,11 @@ class IdeaService:
         self.deadline_seconds = deadline_seconds
         self.clock = clock
 
-    def preview(self, upload_id: str, deadline: Deadline) -> PreviewImage:
-        """The image the model sees: upload-svc's preview, never the original."""
+    def preview(self, upload_id: str, deadline: Deadline, caller: Caller) -> PreviewImage:
+        """The image the model sees: upload-svc's preview, never the original.
+
+        Asked for as the caller, so upload-svc answers 404 for anyone else's upload.
+        """
         connect, read = self.uploads.timeout
         left = deadline.remaining()
         if left <= 0:
@@ -70,6 +74,7 @@ class IdeaService:
             "GET",
             f"/internal/uploads/{upload_id}/preview",
             params={"long_side": self.preview_long_side},
+            headers=caller.headers(),
             timeout=(min(connect, left), min(read, left)),
         )
         if response.status_code == 404:
@@ -88,8 +93,10 @@ class IdeaService:
             captured_at=when,
         )
 
-    def generate(self, image: PreviewImage, preset: Preset, deadline: Deadline) -> Generation:
-        key = CacheKey(sha256=image.sha256, preset=preset.key, model=self.provider.model)
+    def generate(
+        self, image: PreviewImage, preset: Preset, deadline: Deadline, caller: Caller
+    ) -> Generation:
+        key = CacheKey.of(image, preset.key, self.provider.model, caller.user)
         cached = lookup(self.cache, key)
         if cached is not None:
             return cached.model_copy(update={"cached": True, "usage": Usage()})
@@ -108,7 +115,9 @@ class IdeaService:
     def ideas(self, upload_id: str, preset: Preset) -> dict[str, Any]:
         started = time.monotonic()
         deadline = Deadline(self.deadline_seconds, self.clock)
-        generation = self.generate(self.preview(upload_id, deadline), preset, deadline)
+        caller = current_caller()
+        image = self.preview(upload_id, deadline, caller)
+        generation = self.generate(image, preset, deadline, caller)
         telemetry.IDEAS.labels(generation.provider, "ok").inc()
         telemetry.ANSWER_DURATION.labels(generation.provider, "json").observe(
             time.monotonic() - started

@@ -360,6 +360,7 @@ settings first, then the service's own, then config.extra, then <service>.config
 {{- $_ := set $data "STORAGE_BACKEND" $storage.backend }}
 {{- $_ := set $data "MAX_UPLOAD_BYTES" (toString (int64 $v.config.maxUploadBytes)) }}
 {{- $_ := set $data "PREVIEW_LONG_SIDE" (toString (int64 $v.config.previewLongSide)) }}
+{{- $_ := set $data "ANONYMOUS_RETENTION_DAYS" (toString (int64 $storage.anonymousRetentionDays)) }}
 {{- if eq $storage.backend "local" }}
 {{- $_ := set $data "STORAGE_DIR" $storage.local.path }}
 {{- else }}

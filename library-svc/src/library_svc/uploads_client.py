@@ -76,7 +76,7 @@ class UploadsClient:
             raise upstream_failed(response)
         body = response.json()
         return OwnerUploads(
-            uploads=list(body.get("uploads") or []), total_bytes=int(body.get("total_bytes") or 0)
+            uploads=list(body.get("uploads") or []), total_bytes=int(body.get("size") or 0)
         )
 
     def delete_owner_uploads(self, uid: str) -> bool:

@@ -3,7 +3,13 @@
 Public (proxied by the gateway): ``POST /v1/uploads``, ``GET /v1/uploads/<id>``,
 ``GET /v1/uploads/<id>/thumbnail``, ``DELETE /v1/uploads/<id>``.
 Internal (never routed by the gateway): ``GET /internal/uploads/<id>/preview`` for
-ai-svc, and ``/internal/uploads/<id>`` for the upload's record.
+ai-svc, ``/internal/uploads/<id>`` for the upload's record, and
+``GET``/``DELETE /internal/owners/<uid>/uploads`` for library-svc (storage quota,
+export, account deletion).
+
+Every route but the owner routes acts for the caller the gateway established
+(``X-IdeaSnap-User``): an upload someone else owns is a 404 like an id that does not
+exist, never a 403, and an owned image is cacheable by the owner's client only.
 
 ``POST /v1/uploads`` takes a multipart ``image`` field (what the app sends) or the raw
 image as the body (what the gateway's snap orchestration sends, as
@@ -23,13 +29,14 @@ import structlog
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from chassis.caller import USER_HEADER, current_caller
 from chassis.errors import ApiError
-from upload_svc.derivatives import CACHE_IMMUTABLE, PREVIEW, RENDITION_TYPE, THUMBNAIL
+from upload_svc.derivatives import PREVIEW, RENDITION_TYPE, THUMBNAIL
 from upload_svc.metrics import UPLOAD_RECEIVED_BYTES, UPLOAD_REQUESTS
 from upload_svc.receiving import received_image
 from upload_svc.settings import UploadSettings
 from upload_svc.storage import StorageUnavailable
-from upload_svc.uploads import Uploads, original_key
+from upload_svc.uploads import StoredUpload, Uploads
 
 log = structlog.get_logger(__name__)
 blueprint = Blueprint("uploads", __name__)
@@ -70,7 +77,7 @@ def create_upload() -> ResponseReturnValue:
         with received_image(
             config.max_upload_bytes, config.spool_dir, UPLOAD_RECEIVED_BYTES.observe
         ) as body:
-            record = uploads().create(body)
+            record = uploads().create(body, current_caller())
     except ApiError as error:
         count_attempt("rejected" if error.status < 500 else "failed", error.code)
         raise
@@ -87,16 +94,19 @@ def create_upload() -> ResponseReturnValue:
     return response
 
 
-def cacheable(response: Response, etag: str) -> Response:
+def cacheable(response: Response, etag: str, upload: StoredUpload) -> Response:
     response.set_etag(etag)
-    response.headers["Cache-Control"] = CACHE_IMMUTABLE
+    response.headers["Cache-Control"] = upload.cache_control
     response.headers.update(SECURITY_HEADERS)
+    if upload.owner:
+        # The same URL answers 404 to anyone else: a cache must not answer for them.
+        response.vary.add(USER_HEADER)
     return response
 
 
-def not_modified(etag: str) -> Response | None:
+def not_modified(etag: str, upload: StoredUpload) -> Response | None:
     if request.if_none_match and request.if_none_match.contains_weak(etag):
-        return cacheable(Response(status=304), etag)
+        return cacheable(Response(status=304), etag, upload)
     return None
 
 
@@ -120,32 +130,34 @@ def rendition_etag(record: dict[str, Any], name: str, long_side: int) -> str:
 @blueprint.get("/v1/uploads/<upload_id>")
 def get_upload(upload_id: str) -> ResponseReturnValue:
     service = uploads()
+    caller = current_caller()
     if request.if_none_match or presigning():
-        record = service.record(upload_id)  # metadata only: no image bytes read
-        if (unchanged := not_modified(record["sha256"])) is not None:
+        upload = service.find(upload_id, caller)  # metadata only: no image bytes read
+        if (unchanged := not_modified(upload.record["sha256"], upload)) is not None:
             return unchanged
-        if presigning() and (url := service.presigned_url(original_key(upload_id))):
+        # Found for this caller first, so a presigned URL only ever goes to who may see it.
+        if presigning() and (url := service.presigned_url(upload.original_key)):
             return redirect_to(url)
-    record, stored = service.original(upload_id)
-    response = Response(stored.body, mimetype=record["content_type"], direct_passthrough=True)
+    upload, stored = service.original(upload_id, caller)
+    response = Response(
+        stored.body, mimetype=upload.record["content_type"], direct_passthrough=True
+    )
     response.content_length = stored.size
-    return cacheable(response, record["sha256"])
+    return cacheable(response, upload.record["sha256"], upload)
 
 
-def rendition_response(
-    upload_id: str, name: str, long_side: int
-) -> tuple[Response, dict[str, Any]]:
+def rendition_response(upload_id: str, name: str, long_side: int) -> tuple[Response, StoredUpload]:
     service = uploads()
-    record = service.record(upload_id)
-    etag = rendition_etag(record, name, long_side)
-    if (unchanged := not_modified(etag)) is not None:
-        return unchanged, record
+    upload = service.find(upload_id, current_caller())
+    etag = rendition_etag(upload.record, name, long_side)
+    if (unchanged := not_modified(etag, upload)) is not None:
+        return unchanged, upload
     if name == THUMBNAIL and presigning():
-        key = service.rendition_key(upload_id, name, long_side)
+        key = service.rendition_key(upload, name, long_side)
         if url := service.presigned_url(key):
-            return redirect_to(url), record
-    data = service.rendition(upload_id, name, long_side)
-    return cacheable(Response(data, mimetype=RENDITION_TYPE), etag), record
+            return redirect_to(url), upload
+    data = service.rendition(upload, name, long_side)
+    return cacheable(Response(data, mimetype=RENDITION_TYPE), etag, upload), upload
 
 
 @blueprint.get("/v1/uploads/<upload_id>/thumbnail")
@@ -156,13 +168,13 @@ def get_thumbnail(upload_id: str) -> ResponseReturnValue:
 
 @blueprint.delete("/v1/uploads/<upload_id>")
 def delete_upload(upload_id: str) -> ResponseReturnValue:
-    uploads().delete(upload_id)
+    uploads().delete(upload_id, current_caller())
     return Response(status=204)
 
 
 @blueprint.get("/internal/uploads/<upload_id>")
 def get_record(upload_id: str) -> ResponseReturnValue:
-    return jsonify(public_record(uploads().record(upload_id)))
+    return jsonify(public_record(uploads().find(upload_id, current_caller()).record))
 
 
 @blueprint.get("/internal/uploads/<upload_id>/preview")
@@ -180,11 +192,35 @@ def get_preview(upload_id: str) -> ResponseReturnValue:
                 "invalid_long_side",
                 f"long_side must be a whole number from {MIN_LONG_SIDE} to {MAX_LONG_SIDE}.",
             )
-    response, record = rendition_response(upload_id, PREVIEW, long_side)
-    response.headers["X-Upload-Sha256"] = record["sha256"]
-    if record.get("captured_at"):
-        response.headers["X-Upload-Captured-At"] = record["captured_at"]
+    response, upload = rendition_response(upload_id, PREVIEW, long_side)
+    response.headers["X-Upload-Sha256"] = upload.record["sha256"]
+    if upload.record.get("captured_at"):
+        response.headers["X-Upload-Captured-At"] = upload.record["captured_at"]
     return response
+
+
+@blueprint.get("/internal/owners/<owner>/uploads")
+def list_owned(owner: str) -> ResponseReturnValue:
+    """Every upload of one person, with sizes, from one prefix listing (quota, export)."""
+    listed = uploads().owned_by(owner)
+    return jsonify(
+        {
+            "owner": owner,
+            "count": len(listed),
+            "size": sum(upload.size for upload in listed),
+            "stored_bytes": sum(upload.stored_bytes for upload in listed),
+            "uploads": [upload.public() for upload in listed],
+        }
+    )
+
+
+@blueprint.delete("/internal/owners/<owner>/uploads")
+def delete_owned(owner: str) -> ResponseReturnValue:
+    """Every upload of one person and all derived from them (account deletion); repeatable."""
+    deleted_uploads, deleted_objects = uploads().delete_owned_by(owner)
+    return jsonify(
+        {"owner": owner, "deleted_uploads": deleted_uploads, "deleted_objects": deleted_objects}
+    )
 
 
 def storage_error_code(error: StorageUnavailable) -> str:

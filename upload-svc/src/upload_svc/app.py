@@ -13,6 +13,7 @@ from chassis.health import add_readiness_check
 from chassis.settings import load_settings
 from upload_svc.api import blueprint, storage_error
 from upload_svc.intake import ensure_heif_support
+from upload_svc.retention import RetentionSweeper
 from upload_svc.settings import UploadSettings
 from upload_svc.storage import Storage, StorageUnavailable, build_storage
 from upload_svc.uploads import Uploads
@@ -27,7 +28,13 @@ def create_app(settings: UploadSettings | None = None, storage: Storage | None =
     ensure_heif_support()
     store = storage or build_storage(settings)
     app.extensions["storage"] = store
-    app.extensions["uploads"] = Uploads(store, settings)
+    service = Uploads(store, settings)
+    app.extensions["uploads"] = service
+    if settings.storage_backend == "local":
+        # S3 expires anonymous uploads by its lifecycle rule; a directory needs a sweeper.
+        app.extensions["retention"] = RetentionSweeper(
+            service, settings.storage_dir, settings.retention_sweep_interval_seconds
+        ).start()
     app.register_blueprint(blueprint)
 
     @app.errorhandler(StorageUnavailable)

@@ -35,6 +35,7 @@ THUMBNAIL = "thumbnail"
 PREVIEW = "preview"
 RENDITION_TYPE = "image/jpeg"
 CACHE_IMMUTABLE = "public, max-age=86400, immutable"
+CACHE_PRIVATE = "private, max-age=86400, immutable"
 RESIZABLE_MODES = frozenset({"RGB", "RGBA", "L", "LA"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -184,26 +185,27 @@ def render_from_original(original: IO[bytes], name: str, long_side: int, quality
 
 def cached_rendition(
     storage: Storage,
-    upload_id: str,
+    prefix: str,
     name: str,
     long_side: int,
     *,
     quality: int,
     render: Callable[[IO[bytes], str, int, int], bytes] = render_from_original,
     guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+    cache_control: str = CACHE_IMMUTABLE,
 ) -> bytes:
-    """The rendition from storage, made and stored on first use.
+    """The rendition of the upload under ``prefix``, from storage, made and stored on first use.
 
     The original is copied to a spooled temporary file (on disk past a small size), not
     into memory, before it is decoded; ``guard`` wraps the decoding (a concurrency
     limit), never a cache hit.
     """
-    key = f"{upload_id}/{rendition_name(name, long_side)}"
+    key = f"{prefix}/{rendition_name(name, long_side)}"
     try:
         return storage.read(key)
     except ObjectNotFound:
         pass
-    original_key = f"{upload_id}/original"
+    original_key = f"{prefix}/original"
     stored = storage.get(original_key)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         try:
@@ -218,12 +220,14 @@ def cached_rendition(
         key,
         io.BytesIO(data),
         content_type=RENDITION_TYPE,
-        cache_control=CACHE_IMMUTABLE,
+        cache_control=cache_control,
         cache=True,
     )
     if not storage.exists(original_key):
         # Deleted while this was being made: do not leave the rendition behind.
         storage.delete(key)
         raise ObjectNotFound(original_key)
-    log.info("rendition_cached", upload_id=upload_id, rendition=name, long_side=long_side)
+    log.info(
+        "rendition_cached", upload_id=prefix.rsplit("/", 1)[-1], rendition=name, long_side=long_side
+    )
     return data

@@ -42,6 +42,18 @@ class UploadSettings(ServiceSettings):
     )
     spool_dir: Path | None = Field(default=None, description="temp files for bodies")
 
+    anonymous_retention_days: int = Field(
+        default=7,
+        ge=1,
+        le=3650,
+        description="days an upload made without signing in is kept (owned uploads: no limit)",
+    )
+    retention_sweep_interval_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        description="how often local storage looks for expired anonymous uploads",
+    )
+
     storage_backend: Literal["local", "s3"] = "local"
     storage_dir: Path = Field(default=Path("var/uploads"), description="local storage root")
 

@@ -9,6 +9,7 @@ import structlog
 
 from upload_svc.settings import UploadSettings
 from upload_svc.storage.base import (
+    ListedObject,
     ObjectInfo,
     ObjectNotFound,
     ObjectStream,
@@ -25,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 __all__ = [
     "InstrumentedStorage",
+    "ListedObject",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStream",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Protocol
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}(?:/[a-z0-9][a-z0-9._-]{0,127}){0,3}$")
@@ -45,6 +46,16 @@ class ObjectInfo:
     size: int
     content_type: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One object as a listing shows it: no metadata, so no request per object."""
+
+    key: str
+    size: int
+    modified: datetime
+    """When the object was written (UTC)."""
 
 
 class ObjectStream:
@@ -110,6 +121,10 @@ class Storage(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object under ``prefix/``; returns how many there were."""
+        ...
+
+    def list_prefix(self, prefix: str) -> list[ListedObject]:
+        """Every object under ``prefix/`` (any depth), in no particular order."""
         ...
 
     def presigned_url(self, key: str, expires_in: int) -> str | None:

@@ -14,7 +14,13 @@ from contextlib import contextmanager
 from typing import IO, TypeVar
 
 from upload_svc.metrics import STORAGE_DURATION
-from upload_svc.storage.base import ObjectInfo, ObjectNotFound, Storage, StoredObject
+from upload_svc.storage.base import (
+    ListedObject,
+    ObjectInfo,
+    ObjectNotFound,
+    Storage,
+    StoredObject,
+)
 
 T = TypeVar("T")
 
@@ -82,6 +88,9 @@ class InstrumentedStorage:
 
     def delete_prefix(self, prefix: str) -> int:
         return self._call("delete_prefix", lambda: self.inner.delete_prefix(prefix))
+
+    def list_prefix(self, prefix: str) -> list[ListedObject]:
+        return self._call("list", lambda: self.inner.list_prefix(prefix))
 
     def presigned_url(self, key: str, expires_in: int) -> str | None:
         return self._call("presign", lambda: self.inner.presigned_url(key, expires_in))

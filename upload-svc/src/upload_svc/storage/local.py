@@ -22,12 +22,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 import structlog
 
 from upload_svc.storage.base import (
+    ListedObject,
     ObjectInfo,
     ObjectNotFound,
     ObjectStream,
@@ -195,18 +197,56 @@ class LocalStorage:
 
     def delete_prefix(self, prefix: str) -> int:
         directory = self._path(prefix.rstrip("/"))
-        try:
-            names = [entry.name for entry in os.scandir(directory)]
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        count = sum(1 for name in names if not name.startswith("."))
+        count = len(self._listed(directory))
         try:
             shutil.rmtree(directory)
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            return count
         except OSError as error:
             raise StorageUnavailable(f"local storage delete failed: {error.strerror}") from error
+        self._remove_empty_parents(directory)
         return count
+
+    def _remove_empty_parents(self, directory: Path) -> None:
+        """Tidy the directories above a removed prefix, up to the first that is still used.
+
+        A concurrent write creates its directories before its files, so a directory it
+        is about to use is never empty here.
+        """
+        for parent in directory.parents:
+            if parent == self.root or self.root not in parent.parents:
+                return
+            try:
+                parent.rmdir()
+            except OSError:
+                return
+
+    def _listed(self, directory: Path) -> list[ListedObject]:
+        listed = []
+        for current, directories, files in os.walk(directory):
+            directories[:] = [name for name in directories if not name.startswith(".")]
+            for name in files:
+                if name.startswith("."):
+                    continue
+                path = Path(current) / name
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                listed.append(
+                    ListedObject(
+                        key=path.relative_to(self.root).as_posix(),
+                        size=stat.st_size,
+                        modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+                    )
+                )
+        return listed
+
+    def list_prefix(self, prefix: str) -> list[ListedObject]:
+        try:
+            return self._listed(self._path(prefix.rstrip("/")))
+        except OSError as error:
+            raise StorageUnavailable(f"local storage list failed: {error.strerror}") from error
 
     def presigned_url(self, key: str, expires_in: int) -> str | None:
         return None
@@ -227,24 +267,26 @@ class LocalStorage:
         """
         cutoff = time.time() - older_than_seconds
         removed = 0
-        for directory in [self.root, *(p for p in self.root.iterdir() if p.is_dir())]:
+        # Deepest first, so a directory emptied below is judged by its own age only.
+        for current, _, files in os.walk(self.root, topdown=False):
+            directory = Path(current)
             try:
                 # Judged before sweeping: removing files below makes the directory new.
                 abandoned = directory != self.root and directory.stat().st_mtime < cutoff
             except OSError:
                 continue
-            for entry in os.scandir(directory):
-                if not entry.is_file() or not entry.name.startswith("."):
+            for name in files:
+                if not name.startswith("."):
                     continue
                 orphan_meta = (
-                    entry.name.endswith(META_SUFFIX)
-                    and not (directory / entry.name[1 : -len(META_SUFFIX)]).exists()
+                    name.endswith(META_SUFFIX)
+                    and not (directory / name[1 : -len(META_SUFFIX)]).exists()
                 )
-                if not (entry.name.startswith(TEMP_PREFIX) or orphan_meta):
+                if not (name.startswith(TEMP_PREFIX) or orphan_meta):
                     continue
                 with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
+                    if (directory / name).stat().st_mtime < cutoff:
+                        os.unlink(directory / name)
                         removed += 1
             if abandoned:
                 with contextlib.suppress(OSError):

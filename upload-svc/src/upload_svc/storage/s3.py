@@ -19,6 +19,7 @@ never a hang.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC
 from typing import IO, Any
 
 import boto3
@@ -32,6 +33,7 @@ from botocore.exceptions import (
 
 from upload_svc.settings import UploadSettings
 from upload_svc.storage.base import (
+    ListedObject,
     ObjectInfo,
     ObjectNotFound,
     ObjectStream,
@@ -202,6 +204,28 @@ class S3Storage:
         except (BotoCoreError, ClientError) as error:
             raise unavailable("delete", error) from error
         return count
+
+    def list_prefix(self, prefix: str) -> list[ListedObject]:
+        """One ``ListObjectsV2`` page per 1000 objects; sizes and times come with it."""
+        full_prefix = self._key(prefix.rstrip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        listed = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full_prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    listed.append(
+                        ListedObject(
+                            key=item["Key"][strip:],
+                            size=int(item["Size"]),
+                            modified=item["LastModified"].astimezone(UTC),
+                        )
+                    )
+        except (BotoCoreError, ClientError) as error:
+            raise unavailable("list", error) from error
+        return listed
 
     def presigned_url(self, key: str, expires_in: int) -> str | None:
         try:
