@@ -40,6 +40,7 @@ from ai_svc.ideas import DISCLAIMER, IdeaService
 from ai_svc.presets import Preset
 from ai_svc.providers.base import Generation, Idea, InvalidOutput, PreviewImage, Usage
 from ai_svc.resilience import Deadline
+from chassis.caller import current_caller
 from chassis.errors import ApiError
 
 log = structlog.get_logger(__name__)
@@ -241,9 +242,10 @@ class IdeaStreams:
     ) -> Response:
         started = self.clock()
         deadline = Deadline(self.service.deadline_seconds, self.service.clock)
-        image = self.service.preview(upload_id, deadline)
+        caller = current_caller()
+        image = self.service.preview(upload_id, deadline, caller)
         provider = self.service.provider
-        key = CacheKey(sha256=image.sha256, preset=preset.key, model=provider.model)
+        key = CacheKey.of(image, preset.key, provider.model, caller.user)
         cached = lookup(self.service.cache, key)
         head = {"upload_id": upload_id, "preset": preset.model_dump()}
         body = self.events(
