@@ -65,8 +65,8 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk
+system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, chromium) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk chromium
 
 FIREBASE_TOOLS_VERSION := 14.27.0
 FIREBASE_CLI := $(TOOLS)/firebase-tools/node_modules/.bin/firebase

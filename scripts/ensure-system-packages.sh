@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks start for real, when missing:
 # redis-server (rate limits, cache), prometheus + promtool (dashboards, alerts), nginx and
-# wrk (the gateway benchmark's reverse-proxy comparison and its load generator).
+# wrk (the gateway benchmark's reverse-proxy comparison and its load generator), chromium
+# (the web app's browser tests, driven by Playwright).
 # Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ declare -A PACKAGE_FOR=(
   [promtool]=prometheus
   [nginx]=nginx
   [wrk]=wrk
+  [chromium]=chromium
 )
 
 missing=()
