@@ -6,7 +6,9 @@ writes to its own multiprocess file and the master adds them up on the metrics p
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
+
+from chassis.metrics import LATENCY_BUCKETS
 
 RATE_LIMITED = Counter(
     "gateway_rate_limited_total",
@@ -34,6 +36,14 @@ SNAPS = Counter(
 IDEMPOTENT_REPLAYS = Counter(
     "gateway_idempotent_replays_total",
     "POSTs answered from the idempotency store instead of being run again.",
+)
+
+WEB_REQUESTS = Histogram(
+    "gateway_web_request_duration_seconds",
+    "The web app, its assets and the public pages (kept out of the API's RED metrics), "
+    "by route template and status.",
+    ["route", "status"],
+    buckets=LATENCY_BUCKETS,
 )
 
 LIMIT_LABELS = ("default", "ai", "quota")
