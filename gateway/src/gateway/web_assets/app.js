@@ -11,6 +11,7 @@ const photo = $("photo");
 const button = $("snap-button");
 let chosen = null;
 let previewUrl = null;
+let account = null;
 
 function setStatus(text) {
   $("status").textContent = text;
@@ -129,6 +130,13 @@ function showIdea(idea) {
     }
   });
   item.append(title, body, tags, copy);
+  if (account && account.signedIn()) {
+    const edit = document.createElement("button");
+    edit.type = "button";
+    edit.textContent = "Edit as draft";
+    edit.addEventListener("click", () => account.openDraft(config, idea));
+    item.append(edit);
+  }
   $("ideas").append(item);
   setStatus(`${$("ideas").children.length} idea(s) so far…`);
 }
@@ -162,10 +170,11 @@ async function snap(event) {
   body.append("image", chosen, chosen.name || "photo.jpg");
   for (const field of ["template", "tone", "language"]) body.append(field, $(field).value);
   try {
+    const auth = account ? await account.authHeaders() : {};
     const response = await request("/v1/snaps", {
       method: "POST",
       body,
-      headers: { Accept: "text/event-stream, application/json", "Idempotency-Key": crypto.randomUUID() },
+      headers: { ...auth, Accept: "text/event-stream, application/json", "Idempotency-Key": crypto.randomUUID() },
     });
     const type = response.headers.get("Content-Type") || "";
     if (type.startsWith("text/event-stream")) {
@@ -196,4 +205,10 @@ async function snap(event) {
 $("result-heading").tabIndex = -1;
 form.addEventListener("submit", snap);
 loadPresets();
+if (config.firebase) {
+  import("./account.js").then(async (module) => {
+    const started = await module.startAccount(config);
+    account = { ...module, signedIn: started.signedIn };
+  });
+}
 export { failureFrom };
