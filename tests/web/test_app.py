@@ -140,3 +140,39 @@ def test_the_page_language_follows_accept_language(
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     expect(page.locator("h1")).to_have_text(disclaimer_for("ja").title)
     context.close()
+
+
+def test_the_event_stream_reader_splits_events_across_chunks_and_skips_heartbeats(
+    web_stack: Stack, browser: Browser, watch: Watch
+) -> None:
+    context = guarded_context(browser, watch)
+    page = watched(context.new_page(), watch)
+    page.goto(f"{web_stack.url}/")
+    chunks = [
+        ': heartbeat\n\nevent: upload\ndata: {"id": "u1"',
+        '}\n\nevent: idea\ndata: {"title": "One", "body": "b", "hashtags": []}\r\n\r\n: hb\n',
+        '\nevent: done\ndata: {"cached": false,\ndata:  "provider": "local"}\n\n',
+    ]
+    events = page.evaluate(
+        """async (chunks) => {
+            const { readEvents } = await import("/assets/sse.js");
+            const encoder = new TextEncoder();
+            const body = new ReadableStream({
+                start(controller) {
+                    for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+                    controller.close();
+                },
+            });
+            const seen = [];
+            for await (const event of readEvents(body)) seen.push(event);
+            return seen;
+        }""",
+        chunks,
+    )
+
+    assert events == [
+        {"event": "upload", "data": {"id": "u1"}},
+        {"event": "idea", "data": {"title": "One", "body": "b", "hashtags": []}},
+        {"event": "done", "data": {"cached": False, "provider": "local"}},
+    ]
+    context.close()
