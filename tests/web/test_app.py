@@ -176,3 +176,33 @@ def test_the_event_stream_reader_splits_events_across_chunks_and_skips_heartbeat
         {"event": "done", "data": {"cached": False, "provider": "local"}},
     ]
     context.close()
+
+
+def test_limit_messages_say_when_the_limit_resets(
+    web_stack: Stack, browser: Browser, watch: Watch
+) -> None:
+    context = guarded_context(browser, watch)
+    page = watched(context.new_page(), watch)
+    page.goto(f"{web_stack.url}/")
+    said = page.evaluate(
+        """async () => {
+            const { ApiFailure, explain } = await import("/assets/messages.js");
+            const say = (code, wait) =>
+                explain(new ApiFailure(429, code, "", { retryAfter: wait }));
+            return {
+                soon: say("rate_limited", 12),
+                later: say("quota_exceeded", 7200),
+                down: explain(new ApiFailure(503, "upstream_unavailable", "", { retryAfter: 30 })),
+            };
+        }"""
+    )
+
+    assert said["soon"] == "You are snapping faster than allowed. Try again in 12 seconds."
+    assert re.fullmatch(
+        r"You have used all of today's ideas\. You can snap again at \d{1,2}:\d\d(\s?[AP]M)? "
+        r"\(in about 2 hours\)\.",
+        said["later"],
+    )
+    assert said["down"].startswith("IdeaSnap cannot write ideas right now. Nothing was kept")
+    assert "in 30 seconds" in said["down"]
+    context.close()
