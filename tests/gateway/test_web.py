@@ -90,3 +90,13 @@ def test_without_word_from_ai_svc_the_privacy_page_names_gemini(
 
     assert '<strong id="provider">Google Gemini</strong>' in page
     assert '<strong id="retention">30 days</strong>' in page
+
+
+def test_the_contract_and_the_app_link_every_public_page(bare_app: Callable[..., Flask]) -> None:
+    client = bare_app().test_client()
+    description = client.get("/openapi.json").get_json()["info"]["description"]
+    home = client.get("/").get_data(as_text=True)
+
+    for path in ("/privacy", "/terms", "/ai-disclaimer", "/account/delete"):
+        assert f"]({path})" in description
+        assert f'href="{path}"' in home
