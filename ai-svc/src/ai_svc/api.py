@@ -65,3 +65,14 @@ def ideas() -> ResponseReturnValue:
         )
     service: IdeaService = current_app.extensions["ideas"]
     return jsonify(service.ideas(body.upload_id, preset))
+
+
+@blueprint.get("/internal/provider")
+def provider() -> ResponseReturnValue:
+    """Which model provider answers, for the gateway's public privacy and disclaimer pages.
+
+    The pages name the third party that sees a person's photo; asking the service that
+    makes the call keeps them true to the running configuration.
+    """
+    chosen = current_app.extensions["provider"]
+    return jsonify({"provider": chosen.name, "model": chosen.model})

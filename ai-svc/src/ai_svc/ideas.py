@@ -19,15 +19,12 @@ from ai_svc.presets import Catalogue, Preset
 from ai_svc.providers.base import Generation, PreviewImage, Provider, Usage
 from ai_svc.resilience import Clock, Deadline
 from chassis.caller import Caller, current_caller
+from chassis.disclaimer import disclaimer_for
 from chassis.errors import ApiError
 from chassis.outgoing import ServiceClient
 
 log = structlog.get_logger(__name__)
 
-DISCLAIMER = (
-    "These ideas were written by AI from your photo. They may be inaccurate or "
-    "unsuitable; check them before you post or rely on them."
-)
 SHA256_HEADER = "X-Upload-Sha256"
 CAPTURED_AT_HEADER = "X-Upload-Captured-At"
 
@@ -135,5 +132,5 @@ class IdeaService:
             "upload_id": upload_id,
             "preset": preset.model_dump(),
             **generation.model_dump(),
-            "disclaimer": DISCLAIMER,
+            "disclaimer": disclaimer_for(preset.language).statement,
         }

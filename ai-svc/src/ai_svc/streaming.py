@@ -36,11 +36,12 @@ from werkzeug.datastructures import MIMEAccept
 
 from ai_svc import telemetry
 from ai_svc.cache import CacheKey, lookup
-from ai_svc.ideas import DISCLAIMER, IdeaService
+from ai_svc.ideas import IdeaService
 from ai_svc.presets import Preset
 from ai_svc.providers.base import Generation, Idea, InvalidOutput, PreviewImage, Usage
 from ai_svc.resilience import Deadline
 from chassis.caller import current_caller
+from chassis.disclaimer import disclaimer_for
 from chassis.errors import ApiError
 
 log = structlog.get_logger(__name__)
@@ -400,7 +401,8 @@ class IdeaStreams:
             output_tokens=generation.usage.output_tokens,
         )
         done = generation.model_dump(exclude={"ideas"})
-        return sse("done", {**head, **done, "disclaimer": DISCLAIMER})
+        disclaimer = disclaimer_for(head["preset"]["language"]).statement
+        return sse("done", {**head, **done, "disclaimer": disclaimer})
 
 
 def error_event(error: ApiError, request_id: str | None) -> dict[str, Any]:

@@ -82,6 +82,15 @@ def route_label() -> str:
     return rule.rule if rule is not None else UNMATCHED_ROUTE
 
 
+def exclude_from_red_metrics() -> None:
+    """Leave this request out of the API's RED metrics (a service counts it in its own).
+
+    For what is not an API call, such as web pages a service also serves: their
+    requests would otherwise dilute the API's latency and error-rate objectives.
+    """
+    g.chassis_red_excluded = True
+
+
 def install_red_metrics(app: Flask) -> None:
     """Time every request by route template (never raw path: ids would explode cardinality)."""
 
@@ -96,6 +105,8 @@ def install_red_metrics(app: Flask) -> None:
         started = g.get("chassis_started")
         if started is not None:
             g.chassis_duration = time.perf_counter() - started
+            if g.get("chassis_red_excluded"):
+                return response
             REQUEST_DURATION.labels(
                 request.method, route_label(), str(response.status_code)
             ).observe(g.chassis_duration)

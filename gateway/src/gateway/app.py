@@ -27,6 +27,7 @@ from gateway.metrics import touch_series
 from gateway.proxy import Upstream
 from gateway.ratelimits import build_limiter, install_limit_responses
 from gateway.settings import GatewaySettings
+from gateway.web import install_web
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     )
     public = register_public_api(app)
     install_docs(app, settings)
+    install_web(app, settings, app.extensions["gateway"].ai.client)
 
     install_security_headers(app, settings)
     install_cors(app, settings)

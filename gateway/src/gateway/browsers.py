@@ -16,7 +16,7 @@ through the trusted proxies).
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_cors import CORS
 
 from chassis.errors import ApiError
@@ -113,7 +113,8 @@ def install_security_headers(app: Flask, settings: GatewaySettings) -> None:
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
         headers["Referrer-Policy"] = "no-referrer"
-        headers["Content-Security-Policy"] = (
+        # The web app's pages set their own policy (it names their import map's hash).
+        headers["Content-Security-Policy"] = g.get("content_security_policy") or (
             DOCS_CSP if request.endpoint in DOCS_ENDPOINTS else API_CSP
         )
         if response.status_code >= 400 and "Cache-Control" not in headers:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from chassis.metrics import LATENCY_BUCKETS
+
 RATE_LIMITED = Counter(
     "gateway_rate_limited_total",
     "Requests refused with 429, by the limit that was hit.",
@@ -59,6 +61,14 @@ TIME_TO_WHOLE_ANSWER = Histogram(
     "Streamed answers: from the request's arrival to the stream's end, by route and outcome.",
     ["route", "outcome"],
     buckets=ANSWER_BUCKETS,
+)
+
+WEB_REQUESTS = Histogram(
+    "gateway_web_request_duration_seconds",
+    "The web app, its assets and the public pages (kept out of the API's RED metrics), "
+    "by route template and status.",
+    ["route", "status"],
+    buckets=LATENCY_BUCKETS,
 )
 
 LIMIT_LABELS = ("default", "ai", "quota")

@@ -229,7 +229,9 @@ def build_document(settings: GatewaySettings) -> dict[str, Any]:
                 "right status. Limits are per client (API key, else address): "
                 f"`{settings.rate_limit_default}` over all calls, `{settings.rate_limit_ai}` "
                 f"and `{settings.ai_daily_quota}` for calls that cost an AI call. POSTs "
-                f"accept `{IDEMPOTENCY_HEADER}`."
+                f"accept `{IDEMPOTENCY_HEADER}`. Results are AI-made and for reference: see "
+                "[the AI disclaimer](/ai-disclaimer), [privacy](/privacy), [terms](/terms) and "
+                "[account deletion](/account/delete)."
             ),
         },
         "servers": [{"url": "/"}],

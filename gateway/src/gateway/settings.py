@@ -20,6 +20,7 @@ from chassis.settings import ServiceSettings
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 EXACT_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+EMULATOR_HOST = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 RateLimitStrategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
@@ -76,9 +77,35 @@ class GatewaySettings(ServiceSettings):
     idempotency_max_entries: int = Field(default=10_000, ge=10)
     idempotency_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 
+    # The web app and the public pages. The retention stated on the privacy page is the
+    # gateway's own copy of upload-svc's ANONYMOUS_RETENTION_DAYS: set both from one value.
+    anonymous_retention_days: int = Field(default=7, ge=1, le=3650)
+    provider_fact_ttl_seconds: float = Field(default=300.0, gt=0)
+    firebase_web_api_key: str | None = None
+    firebase_project_id: str | None = None
+    firebase_auth_emulator_host: str | None = None
+
     @property
     def max_body_bytes(self) -> int:
         return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    @field_validator(
+        "firebase_web_api_key", "firebase_project_id", "firebase_auth_emulator_host", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("firebase_auth_emulator_host")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None and not EMULATOR_HOST.match(value):
+            raise ValueError("must be host:port such as 127.0.0.1:9099")
+        return value
+
+    @property
+    def sign_in_enabled(self) -> bool:
+        return bool(self.firebase_web_api_key and self.firebase_project_id)
 
     @field_validator("rate_limit_default", "rate_limit_ai", "ai_daily_quota")
     @classmethod
