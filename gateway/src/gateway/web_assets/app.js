@@ -181,7 +181,7 @@ async function snap(event) {
       setStatus("Writing ideas…");
       for await (const { event: name, data } of readEvents(response.body)) {
         if (name === "upload") showUpload(data);
-        else if (name === "idea") showIdea(data);
+        else if (name === "idea") showIdea(data.idea);
         else if (name === "done") showDone(data);
         else if (name === "error") {
           const error = data.error || {};
