@@ -9,6 +9,7 @@ records the headers it was sent.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -344,3 +345,27 @@ def test_a_bad_tiers_file_stops_the_start(tmp_path: Any, monkeypatch: pytest.Mon
     monkeypatch.setenv("TIERS_FILE", str(bad))
     with pytest.raises(SettingsError, match="TIERS_FILE"):
         load_settings(GatewaySettings)
+
+
+def test_the_contract_shows_the_bearer_scheme_and_who_needs_it(
+    gateway: Callable[..., Flask],
+) -> None:
+    document = gateway().test_client().get("/openapi.json").get_json()
+    scheme = document["components"]["securitySchemes"]["FirebaseIdToken"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    snaps = document["paths"]["/v1/snaps"]["post"]
+    assert snaps["security"] == [{"FirebaseIdToken": []}, {}]  # optional: anonymous allowed
+    assert document["paths"]["/healthz"]["get"]["security"] == []
+    unauthorized = snaps["responses"]["401"]
+    assert "invalid_token" in unauthorized["description"]
+    assert "sign_in_required" in unauthorized["description"]
+    assert "WWW-Authenticate" in unauthorized["headers"]
+    assert "auth_unavailable" in snaps["responses"]["503"]["description"]
+
+
+def test_a_required_operation_is_documented_as_token_only() -> None:
+    from gateway.contract import BY_ENDPOINT
+    from gateway.openapi import security_of
+
+    required = dataclasses.replace(BY_ENDPOINT["get_presets"], sign_in="required")
+    assert security_of(required, keys=False, keys_required=False) == [{"FirebaseIdToken": []}]

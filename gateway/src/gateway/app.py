@@ -87,7 +87,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     public = register_public_api(app)
     authenticator = Authenticator(build_verifier(settings), tiers, public.sign_in_required)
     app.extensions["gateway_auth"] = authenticator
-    install_docs(app, settings)
+    install_docs(app, settings, tiers)
 
     install_security_headers(app, settings)
     install_cors(app, settings)
