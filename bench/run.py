@@ -38,8 +38,8 @@ from bench.sizing import recommend
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN = ("knee", "overhead", "soak")
-COMPARISONS = ("gateway_hop", "intake", "ai_capacity")
-ORDER = ("knee", "overhead", "gateway_hop", "intake", "ai_capacity", "soak")
+COMPARISONS = ("gateway_hop", "tokens", "intake", "ai_capacity")
+ORDER = ("knee", "overhead", "gateway_hop", "tokens", "intake", "ai_capacity", "soak")
 REQUIRED_KEYS = ("figures", "table")
 BUDGET_MINUTES = 20
 
