@@ -35,12 +35,11 @@ NAME = "tokens"
 PROJECT = "bench-ideasnap"
 PATH = "/v1/presets"
 GOALS = {"verify_ms": 0.3}
-UNLIMITED = {
-    "RATE_LIMIT_DEFAULT": "1000000000/minute",
-    "RATE_LIMIT_AI": "1000000000/minute",
-    "AI_DAILY_QUOTA": "1000000000/day",
-    "TIERS_FILE": "",
-}
+# Every tier's limits far above the offered load: counted, never refused.
+UNLIMITED_TIER = (
+    "    rate_limit: 1000000000/minute\n    ai_rate_limit: 1000000000/minute\n"
+    "    ai_daily_quota: 1000000000/day\n    history_size: 0\n    storage_quota_bytes: 0\n"
+)
 
 
 def verify_cost(certs: FakeGoogleCerts, calls: int) -> float:
@@ -90,6 +89,11 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
     try:
         verify_ms = verify_cost(certs, calls)
         store_ms = local_store_cost(calls)
+        tiers_file = out_dir / "tiers.yaml"
+        tiers_file.write_text(
+            "tiers:\n"
+            + "".join(f"  {name}:\n{UNLIMITED_TIER}" for name in ("anonymous", "free", "pro"))
+        )
         upload = gunicorn_service(
             "upload-svc", out_dir, {"STORAGE_DIR": str(storage)}, workers=1, threads=4
         )
@@ -101,7 +105,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
             "AI_SVC_URL": ai.url,
             "FIREBASE_PROJECT_ID": PROJECT,
             "FIREBASE_CERTS_URL": certs.url,
-            **{key: value for key, value in UNLIMITED.items() if value},
+            "TIERS_FILE": str(tiers_file),
         }
         gateway = gunicorn_service("gateway", out_dir, env, workers=1, threads=4)
         started = [upload, ai, gateway]
