@@ -369,3 +369,20 @@ def test_a_required_operation_is_documented_as_token_only() -> None:
 
     required = dataclasses.replace(BY_ENDPOINT["get_presets"], sign_in="required")
     assert security_of(required, keys=False, keys_required=False) == [{"FirebaseIdToken": []}]
+
+
+def test_forgetting_a_person_clears_their_counters_only(
+    gateway: Callable[..., Flask], certs: FakeGoogleCerts
+) -> None:
+    from gateway.app import forget_person
+
+    app = gateway()
+    client = app.test_client()
+    leaving = {"Authorization": f"Bearer {certs.token(PROJECT, 'leaving')}"}
+    staying = {"Authorization": f"Bearer {certs.token(PROJECT, 'staying')}"}
+    for _ in range(3):
+        client.get("/v1/presets", headers=leaving)
+        client.get("/v1/presets", headers=staying)
+    forget_person(app, "leaving")
+    assert client.get("/v1/presets", headers=leaving).headers["X-RateLimit-Remaining"] == "119"
+    assert client.get("/v1/presets", headers=staying).headers["X-RateLimit-Remaining"] == "116"
