@@ -259,6 +259,9 @@ def build_document(settings: GatewaySettings, tiers: Tiers) -> dict[str, Any]:
             "in": "header",
             "name": settings.api_key_header,
         }
+        document["security"] = (
+            [{"ApiKey": []}] if settings.api_keys_required else [{"ApiKey": []}, {}]
+        )
     return document
 
 
