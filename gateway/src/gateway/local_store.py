@@ -7,7 +7,7 @@ therefore live in one SQLite file (``LOCAL_STATE_PATH``; gunicorn's master makes
 one at start) that every worker opens: one atomic statement per limit hit, the same
 answers as the Redis path.
 
-Why a shared file rather than one gateway process: a hit costs about 0.03 ms here
+Why a shared file rather than one gateway process: a hit costs 0.035-0.054 ms here
 (WAL journal, no fsync: the counts need not survive a power cut), while a proxied
 request costs the gateway about 3.4 ms of CPU, so a second worker is worth far more
 than the store costs (``bench/tokens.py`` measures both). Connections are opened per
