@@ -28,6 +28,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tokens import CertificateCache, InvalidToken, TokenVerifier
 from tests.fakes.google_certs import FakeGoogleCerts, signing_key
+from tests.gateway.servers import RedisServer
 
 PROJECT = "demo-ideasnap"
 
@@ -384,5 +385,22 @@ def test_forgetting_a_person_clears_their_counters_only(
         client.get("/v1/presets", headers=leaving)
         client.get("/v1/presets", headers=staying)
     forget_person(app, "leaving")
+    assert client.get("/v1/presets", headers=leaving).headers["X-RateLimit-Remaining"] == "119"
+    assert client.get("/v1/presets", headers=staying).headers["X-RateLimit-Remaining"] == "116"
+
+
+def test_forgetting_a_person_clears_their_counters_in_redis_too(
+    gateway: Callable[..., Flask], certs: FakeGoogleCerts, redis_server: RedisServer
+) -> None:
+    from gateway.app import forget_person
+
+    app = gateway(redis_url=redis_server.url)
+    client = app.test_client()
+    leaving = {"Authorization": f"Bearer {certs.token(PROJECT, 'leaving-redis')}"}
+    staying = {"Authorization": f"Bearer {certs.token(PROJECT, 'staying-redis')}"}
+    for _ in range(3):
+        client.get("/v1/presets", headers=leaving)
+        client.get("/v1/presets", headers=staying)
+    forget_person(app, "leaving-redis")
     assert client.get("/v1/presets", headers=leaving).headers["X-RateLimit-Remaining"] == "119"
     assert client.get("/v1/presets", headers=staying).headers["X-RateLimit-Remaining"] == "116"
