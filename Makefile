@@ -113,6 +113,12 @@ $(FIREBASE_CLI):
 .PHONY: firebase-tools
 firebase-tools: $(FIREBASE_CLI) ## install the Firebase CLI (its Auth emulator) into .tools/
 
+FIREBASE_PROJECT ?= demo-ideasnap
+
+.PHONY: auth-emulator
+auth-emulator: $(FIREBASE_CLI) ## start the Firebase Auth emulator on 127.0.0.1:9099 (firebase.json, no UI) for local sign-in
+	$(FIREBASE_CLI) emulators:start --only auth --project $(FIREBASE_PROJECT)
+
 .PHONY: test
 test: lint system-deps $(FIREBASE_CLI) ## lint, then the whole test suite (unit, integration, deploy)
 	PATH="$(CURDIR)/$(BIN):/usr/sbin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)

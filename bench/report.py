@@ -18,9 +18,10 @@ SECTION_TITLES = {
     "overhead": "2. Observability overhead",
     "soak": "3. Soak at half the knee",
 }
-COMPARISONS = ("gateway_hop", "intake", "ai_capacity", "library")
+COMPARISONS = ("gateway_hop", "tokens", "intake", "ai_capacity", "library")
 COMPARISON_TITLES = {
     "gateway_hop": "Gateway hop vs direct vs nginx",
+    "tokens": "Sign-in: token verification, signed-in vs anonymous CPU",
     "intake": "Upload processing vs a full decode",
     "ai_capacity": "ai-svc vs the inline setup; upstream bytes and tokens per snap",
     "library": "library-svc on PostgreSQL: history list and draft PATCH",

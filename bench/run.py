@@ -38,8 +38,18 @@ from bench.sizing import recommend
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN = ("knee", "overhead", "streaming", "soak")
-COMPARISONS = ("gateway_hop", "intake", "ai_capacity", "library")
-ORDER = ("knee", "overhead", "streaming", "gateway_hop", "intake", "ai_capacity", "library", "soak")
+COMPARISONS = ("gateway_hop", "tokens", "intake", "ai_capacity", "library")
+ORDER = (
+    "knee",
+    "overhead",
+    "streaming",
+    "gateway_hop",
+    "tokens",
+    "intake",
+    "ai_capacity",
+    "library",
+    "soak",
+)
 REQUIRED_KEYS = ("figures", "table")
 BUDGET_MINUTES = 20
 

@@ -7,6 +7,10 @@ times on its way); reading at most 64 KiB ahead keeps an upload's footprint in t
 gateway at a few hundred KiB (measured in tests/gateway/test_proxy.py).
 """
 
+import os
+import shutil
+import tempfile
+
 from gunicorn.http.unreader import SocketUnreader
 
 from chassis.gunicorn_config import gunicorn_settings
@@ -16,6 +20,24 @@ from gateway.settings import GatewaySettings
 # prometheus_client before gunicorn_settings has set up its multiprocess directory.
 SocketUnreader.max_body_chunk = 64 * 1024
 
-globals().update(
-    gunicorn_settings(GatewaySettings, app="gateway.app:create_app()", port=8080, metrics_port=9080)
+# Without Redis every worker counts limits and keeps idempotency keys in one SQLite file
+# (gateway.local_store): made fresh here, in the master, so all workers open the same one.
+_state_dir: str | None = None
+if not os.environ.get("REDIS_URL") and not os.environ.get("LOCAL_STATE_PATH"):
+    _state_dir = tempfile.mkdtemp(prefix="gateway-state-")
+    os.environ["LOCAL_STATE_PATH"] = os.path.join(_state_dir, "state.sqlite3")
+
+_settings = gunicorn_settings(
+    GatewaySettings, app="gateway.app:create_app()", port=8080, metrics_port=9080
 )
+_chassis_on_exit = _settings["on_exit"]
+
+
+def _on_exit(server: object) -> None:
+    _chassis_on_exit(server)
+    if _state_dir is not None:
+        shutil.rmtree(_state_dir, ignore_errors=True)
+
+
+_settings["on_exit"] = _on_exit
+globals().update(_settings)

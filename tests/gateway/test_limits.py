@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,16 @@ def test_ai_limit_and_daily_quota(make_app: Callable[..., Flask]) -> None:
     over_quota = snap(client, photo(320, 240))
     assert over_quota.status_code == 429
     assert over_quota.json["error"]["code"] == "quota_exceeded"
-    assert over_quota.json["error"]["details"] == {"limit": "quota"}
+    details = over_quota.json["error"]["details"]
+    assert details == {
+        "limit": "quota",
+        "tier": "anonymous",
+        "allowed": "2 per 1 day",
+        "reset_at": details["reset_at"],
+        "retry_after_seconds": int(over_quota.headers["Retry-After"]),
+    }
+    reset_in = datetime.fromisoformat(details["reset_at"]).timestamp() - time.time()
+    assert abs(reset_in - int(over_quota.headers["Retry-After"])) <= 2
     assert 60 < int(over_quota.headers["Retry-After"]) <= 86401
     # Routes that cost no AI are not affected.
     assert client.get("/v1/presets").status_code == 200
@@ -66,7 +77,11 @@ def test_ai_limit_and_daily_quota(make_app: Callable[..., Flask]) -> None:
     too_fast = client.post("/v1/ideas", json={"upload_id": first.json["upload"]["id"]})
     assert too_fast.status_code == 429
     assert too_fast.json["error"]["code"] == "rate_limited"
-    assert too_fast.json["error"]["details"] == {"limit": "ai"}
+    assert too_fast.json["error"]["details"]["limit"] == "ai"
+    assert too_fast.json["error"]["details"]["tier"] == "anonymous"
+    assert too_fast.json["error"]["details"]["retry_after_seconds"] == int(
+        too_fast.headers["Retry-After"]
+    )
     assert 1 <= int(too_fast.headers["Retry-After"]) <= 61
     assert too_fast.headers["RateLimit-Remaining"] == "0"
     assert counter("gateway_rate_limited_total", limit="quota") - quota_before == 1

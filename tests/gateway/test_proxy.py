@@ -24,6 +24,7 @@ import requests
 from flask import Flask
 from PIL import Image
 
+from tests.fakes.google_certs import FakeGoogleCerts
 from tests.gateway.conftest import Gateways, Upstreams
 from tests.gateway.servers import Nginx, SilentUpstream
 from tests.support.metrics import total
@@ -53,6 +54,8 @@ ECHOED = {
 ERROR_503 = json.dumps(
     {"error": {"code": "upstream_overloaded", "message": "Busy, try later.", "request_id": "x"}}
 )
+
+PROJECT = "demo-ideasnap"
 
 
 def nginx_http_block(upload_port: int, ai_port: int, upstreams: Upstreams, silent: int) -> str:
@@ -102,6 +105,8 @@ class Rig:
     """A gateway whose services are nginx (echo, bare 500, JSON 503, hang)."""
     direct: Service
     """A gateway straight in front of the real services, one worker (for memory)."""
+    certs: FakeGoogleCerts
+    """Google's certificate endpoint for the misbehaving gateway's ID tokens."""
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +117,18 @@ def rig(tmp_path_factory: pytest.TempPathFactory, upstreams: Upstreams) -> Itera
     nginx = Nginx(tmp / "nginx", nginx_http_block(upload_port, ai_port, upstreams, silent.port))
     nginx.start(upload_port, ai_port)
     gateways = Gateways(tmp, upstreams)
+    certs = FakeGoogleCerts().start()
     try:
         misbehaving = gateways.start(
             UPLOAD_SVC_URL=f"http://127.0.0.1:{upload_port}",
             AI_SVC_URL=f"http://127.0.0.1:{ai_port}",
+            FIREBASE_PROJECT_ID=PROJECT,
+            FIREBASE_CERTS_URL=certs.url,
         )[0]
         direct = gateways.start(RATE_LIMIT_ENABLED="false")[0]
-        yield Rig(nginx, silent, misbehaving, direct)
+        yield Rig(nginx, silent, misbehaving, direct, certs)
     finally:
+        certs.stop()
         gateways.stop()
         nginx.stop()
         silent.close()
@@ -139,7 +148,7 @@ def test_hop_by_hop_and_credentials_stay_behind_and_trace_headers_go_on(rig: Rig
             "Keep-Alive": "timeout=5",
             "TE": "trailers",
             "Cookie": "session=secret",
-            "Authorization": "Bearer secret-token-value",
+            "Authorization": f"Bearer {rig.certs.token(PROJECT, 'proxied-person')}",
             "X-Forwarded-For": "6.6.6.6",
             "If-None-Match": "etag-abc",
             "X-Custom": "kept",
@@ -151,7 +160,7 @@ def test_hop_by_hop_and_credentials_stay_behind_and_trace_headers_go_on(rig: Rig
     # The client's own trace continues upstream (the gateway's span is the new parent).
     assert seen["traceparent"].split("-")[1] == trace_id
     assert seen["request_id"] == request_id == response.headers["X-Request-ID"]
-    for dropped in ("te", "keep_alive", "x_drop_me", "cookie", "authorization"):
+    for dropped in ("te", "keep_alive", "x_drop_me", "cookie", "authorization"):  # a valid token
         assert seen[dropped] == "", dropped
     # The client address as the gateway resolved it, not what the client claimed.
     assert seen["forwarded_for"] == "127.0.0.1"

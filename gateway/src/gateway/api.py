@@ -145,11 +145,12 @@ class PublicApi:
     limited: frozenset[str]
     """Flask endpoints subject to identity, limits and quotas."""
     costs_ai: frozenset[str]
+    sign_in_required: frozenset[str]
 
 
 def register_public_api(app: Flask) -> PublicApi:
     blueprint = Blueprint(BLUEPRINT, __name__)
-    limited, costs_ai = set(), set()
+    limited, costs_ai, sign_in_required = set(), set(), set()
     for operation in OPERATIONS:
         view = VIEWS.get(operation.endpoint)
         if view is None:
@@ -160,5 +161,7 @@ def register_public_api(app: Flask) -> PublicApi:
             limited.add(endpoint)
         if operation.costs_ai:
             costs_ai.add(endpoint)
+        if operation.sign_in == "required":
+            sign_in_required.add(endpoint)
     app.register_blueprint(blueprint)
-    return PublicApi(frozenset(limited), frozenset(costs_ai))
+    return PublicApi(frozenset(limited), frozenset(costs_ai), frozenset(sign_in_required))

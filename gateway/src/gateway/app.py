@@ -2,7 +2,8 @@
 
 Flask runs before-request functions in the order they were added and after-request
 functions in reverse. So, per request: the chassis (request id, timer), foreign-origin
-writes refused, rate limits and quota, then the API key check, then the view; on the
+writes refused, the caller (a Firebase ID token verified, or anonymous), rate limits and
+quota of the caller's tier, then the API key check, then the view; on the
 way out flask-limiter charges the quota, flask-cors adds its headers, then the limit
 headers, the CORS counter, the security headers, and last the chassis' metrics and
 access log.
@@ -18,15 +19,18 @@ from chassis.health import add_readiness_check
 from chassis.outgoing import ServiceClient
 from chassis.settings import load_settings
 from gateway.api import Edge, register_public_api
+from gateway.auth import Authenticator, build_verifier, install_authentication
 from gateway.browsers import install_cors, install_security_headers
 from gateway.docs_page import install_docs
 from gateway.idempotency import build_idempotency
-from gateway.identity import ApiKeys, Identity, trust_proxies
+from gateway.identity import ApiKeys, Identity, trust_proxies, user_bucket
 from gateway.limit_store import ResilientRedisStorage
+from gateway.local_store import LocalIdempotencyStore, LocalState, private_state_path
 from gateway.metrics import touch_series
 from gateway.proxy import Upstream
-from gateway.ratelimits import build_limiter, install_limit_responses
+from gateway.ratelimits import build_limiter, clear_counters, install_limit_responses
 from gateway.settings import GatewaySettings
+from gateway.tiers import load_tiers
 from gateway.web import install_web
 
 log = structlog.get_logger(__name__)
@@ -56,6 +60,13 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     identity = Identity(
         ApiKeys(settings.api_keys_file), settings.api_key_header, settings.api_keys_required
     )
+    tiers = load_tiers(settings.tiers_file).with_anonymous(
+        rate_limit=settings.rate_limit_default,
+        ai_rate_limit=settings.rate_limit_ai,
+        ai_daily_quota=settings.ai_daily_quota,
+    )
+    local_path = settings.local_state_path or private_state_path()
+    local = None if settings.redis_url else LocalIdempotencyStore(LocalState(local_path))
     app.extensions["gateway"] = Edge(
         settings=settings,
         uploads=upstream(
@@ -70,20 +81,30 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             max_entries=settings.idempotency_max_entries,
             max_body=settings.idempotency_max_body_bytes,
             client_bucket=identity.bucket,
+            local=local,
         ),
         identity=identity,
     )
     public = register_public_api(app)
-    install_docs(app, settings)
+    authenticator = Authenticator(build_verifier(settings), tiers, public.sign_in_required)
+    app.extensions["gateway_auth"] = authenticator
+    install_docs(app, settings, tiers)
     install_web(app, settings, app.extensions["gateway"].ai.client)
 
     install_security_headers(app, settings)
     install_cors(app, settings)
     edge: Edge = app.extensions["gateway"]
     limiter = build_limiter(
-        settings, identity, public.limited, public.costs_ai, edge.idempotency.answer_waiting
+        settings,
+        identity,
+        tier=authenticator.tier,
+        limited_endpoints=public.limited,
+        ai_endpoints=public.costs_ai,
+        answer_waiting=edge.idempotency.answer_waiting,
+        local_path=local_path,
     )
     install_limit_responses(app, limiter)
+    install_authentication(app, authenticator, public.limited)
     limiter.init_app(app)
 
     @app.before_request
@@ -104,8 +125,21 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         add_readiness_check(app, "rate_limit_store", _rate_limit_store)
     if settings.rate_limit_enabled and not settings.redis_url:
         log.warning(
-            "rate_limits_in_memory",
-            detail="limits and idempotency keys are counted per worker; set REDIS_URL "
-            "so that every worker and replica counts together",
+            "rate_limits_on_this_machine",
+            detail="limits and idempotency keys are shared by this machine's workers only; "
+            "set REDIS_URL so that every replica counts together",
+            path=str(local_path),
         )
     return app
+
+
+def forget_person(app: Flask, uid: str) -> None:
+    """Clear a person's rate-limit and quota counters and stored idempotent answers.
+
+    For account deletion (``DELETE /v1/me``): call it once the account is gone.
+    """
+    bucket = user_bucket(uid)
+    edge: Edge = app.extensions["gateway"]
+    authenticator: Authenticator = app.extensions["gateway_auth"]
+    clear_counters(app.extensions["gateway_limiter"], authenticator.tiers, bucket)
+    edge.idempotency.forget(bucket)

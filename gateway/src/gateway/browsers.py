@@ -27,6 +27,7 @@ from gateway.settings import GatewaySettings
 METHODS = ("GET", "HEAD", "POST", "DELETE", "OPTIONS")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALLOWED_REQUEST_HEADERS = (
+    "Authorization",
     "Content-Type",
     "Idempotency-Key",
     "If-None-Match",
@@ -36,6 +37,7 @@ ALLOWED_REQUEST_HEADERS = (
 )
 EXPOSED_HEADERS = (
     "X-Request-ID",
+    "WWW-Authenticate",
     "Retry-After",
     "RateLimit-Limit",
     "RateLimit-Remaining",

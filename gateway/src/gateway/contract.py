@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
@@ -240,6 +240,10 @@ class Reply:
     """(event name, its data's model): the answer as ``text/event-stream`` too."""
 
 
+SignIn = Literal["optional", "required"]
+"""``optional``: anonymous or signed in; ``required``: 401 ``sign_in_required`` without a token."""
+
+
 @dataclass(frozen=True)
 class Operation:
     endpoint: str
@@ -255,6 +259,11 @@ class Operation:
     limited: bool = True
     idempotent: bool = False
     conditional: bool = False
+    sign_in: SignIn = "optional"
+    """Whether the operation needs a signed-in caller (a verified Firebase ID token).
+
+    Only public API operations (``limited``) look at tokens; health checks never do.
+    """
 
     @property
     def path(self) -> str:
@@ -264,7 +273,10 @@ class Operation:
 def errors(*statuses: int) -> dict[int, Reply]:
     described = {
         400: "The request is malformed.",
-        401: "The API key is missing or not valid.",
+        401: (
+            "The sign-in token is not valid (`invalid_token`: sign in again), sign-in is "
+            "required (`sign_in_required`), or the API key is missing or not valid."
+        ),
         404: "No such upload.",
         409: "A request with this Idempotency-Key is still running.",
         413: "The body is larger than the limit.",
@@ -272,14 +284,23 @@ def errors(*statuses: int) -> dict[int, Reply]:
         422: "Valid syntax, but the content was refused (see the code).",
         429: "A rate limit or the daily AI quota was hit; retry after Retry-After.",
         502: "A backing service failed or answered something unexpected.",
-        503: "A backing service is unavailable; retry later.",
+        503: (
+            "A backing service is unavailable (`upstream_unavailable`), or sign-in cannot "
+            "be checked right now (`auth_unavailable`); retry later."
+        ),
         504: "A backing service did not answer in time.",
     }
     return {
         status: Reply(
             described[status],
             ErrorResponse,
-            headers=("Retry-After",) if status in (429, 503) else (),
+            headers=(
+                ("Retry-After",)
+                if status in (429, 503)
+                else ("WWW-Authenticate",)
+                if status == 401
+                else ()
+            ),
         )
         for status in statuses
     }

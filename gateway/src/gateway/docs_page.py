@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, Response, abort, send_from_directory
 
 from gateway.openapi import build_document
 from gateway.settings import GatewaySettings
+from gateway.tiers import Tiers
 
 SWAGGER_FILES = frozenset(
     {
@@ -40,8 +41,8 @@ def own_asset(name: str) -> bytes:
     return resources.files("gateway").joinpath("docs_assets", name).read_bytes()
 
 
-def install_docs(app: Flask, settings: GatewaySettings) -> dict[str, Any]:
-    document = build_document(settings)
+def install_docs(app: Flask, settings: GatewaySettings, tiers: Tiers) -> dict[str, Any]:
+    document = build_document(settings, tiers)
     encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
     page, script, dist = own_asset("index.html"), own_asset("init.js"), swagger_dist()
     blueprint = Blueprint("docs", __name__)

@@ -14,7 +14,8 @@ the same ``Idempotency-Key`` the second request gets the stored first answer (wi
   gets a new one.
 - Answers below 500 (except 408, 409 and 429) are kept for ``IDEMPOTENCY_TTL_SECONDS``;
   a 5xx or a crash frees the key so the retry runs again.
-- Store: Redis when ``REDIS_URL`` is set (shared by replicas), memory otherwise. If
+- Store: Redis when ``REDIS_URL`` is set (shared by replicas), else the machine's SQLite
+  file that every worker shares (:mod:`gateway.local_store`). If
   Redis is unreachable the request runs without the protection, with a warning: refusing
   service would be worse than the rare double.
 """
@@ -85,6 +86,9 @@ class IdempotencyStore(Protocol):
 
     def release(self, key: str, owner: str) -> None: ...
 
+    def forget(self, prefix: str) -> int:
+        """Delete every entry whose key starts with ``prefix``."""
+
 
 class MemoryStore:
     """One worker's memory: enough for a single replica; bounded, oldest entries go first."""
@@ -130,6 +134,13 @@ class MemoryStore:
             item = self._items.get(key)
             if item is not None and item[1].owner == owner:
                 del self._items[key]
+
+    def forget(self, prefix: str) -> int:
+        with self._lock:
+            doomed = [key for key in self._items if key.startswith(prefix)]
+            for key in doomed:
+                del self._items[key]
+        return len(doomed)
 
 
 # Replace or delete only the entry this request claimed: a key that expired meanwhile and
@@ -197,6 +208,13 @@ class RedisStore:
         except (redis.RedisError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
 
+    def forget(self, prefix: str) -> int:
+        try:
+            doomed = list(self.client.scan_iter(match=f"{self.PREFIX}{prefix}*", count=500))
+            return int(self.client.delete(*doomed)) if doomed else 0
+        except (redis.RedisError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
 
 class DigestingInput:
     """The WSGI input, hashed as it is read; a multipart boundary is left out of the hash.
@@ -240,6 +258,10 @@ class DigestingInput:
         final = self._hash.copy()
         final.update(self._tail)
         return final.hexdigest()
+
+
+def client_prefix(bucket: str) -> str:
+    return hashlib.sha256(bucket.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ":"
 
 
 def digest_body() -> DigestingInput:
@@ -297,9 +319,16 @@ class Idempotency:
         self.client_bucket = client_bucket
 
     def scope(self, key: str) -> str:
+        """``<client digest>:<request digest>``: one client's entries can be found (and erased)."""
+        bucket = self.client_bucket()
         rule = request.url_rule.rule if request.url_rule else request.path
-        material = f"{self.client_bucket()}\n{request.method} {rule}\n{key}"
-        return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
+        material = f"{bucket}\n{request.method} {rule}\n{key}"
+        digest = hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
+        return f"{client_prefix(bucket)}{digest}"
+
+    def forget(self, bucket: str) -> None:
+        """Drop every stored answer of one client (``user:<uid>``), for account deletion."""
+        self.store.forget(client_prefix(bucket))
 
     def answer_waiting(self) -> bool:
         """Whether this request would be answered from the store (so it costs no quota).
@@ -422,9 +451,15 @@ def build_idempotency(
     max_entries: int,
     max_body: int,
     client_bucket: Callable[[], str],
+    local: IdempotencyStore | None = None,
 ) -> Idempotency:
+    """Redis when ``redis_url`` is set; else ``local`` (the machine's shared store) or memory."""
     store: IdempotencyStore = (
-        RedisStore(redis_url, timeout_seconds) if redis_url else MemoryStore(max_entries)
+        RedisStore(redis_url, timeout_seconds)
+        if redis_url
+        else local
+        if local is not None
+        else MemoryStore(max_entries)
     )
     return Idempotency(
         store, ttl=ttl, lock_seconds=lock_seconds, max_body=max_body, client_bucket=client_bucket

@@ -1,6 +1,8 @@
 """Who is calling: the identity every limit, quota and idempotency key is counted against.
 
-A client that presents an API key (from the mounted secret ``API_KEYS_FILE``) is known by
+A signed-in person (a verified Firebase ID token, see :mod:`gateway.auth`) is known by
+uid, ``user:<uid>``, so signing in from a new network keeps the same budget. A client
+that presents an API key (from the mounted secret ``API_KEYS_FILE``) is known by
 its key's name, wherever it connects from. Anyone else is known by address, and the
 address comes from ``X-Forwarded-For`` only through the configured number of trusted
 proxy hops (werkzeug's ProxyFix takes the entry that many hops from the right). Entries
@@ -30,6 +32,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chassis.errors import ApiError
 from chassis.settings import SettingsError
+from gateway.auth import current_caller
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +45,7 @@ KeyStatus = Literal["none", "valid", "invalid"]
 @dataclass(frozen=True)
 class Client:
     bucket: str
-    """What limits count against: ``key:<name>`` or ``ip:<address or /64>``."""
+    """What limits count against: ``user:<uid>``, ``key:<name>`` or ``ip:<address or /64>``."""
     address: str
     name: str | None
     key_status: KeyStatus
@@ -121,6 +124,11 @@ class ApiKeys:
         return found
 
 
+def user_bucket(uid: str) -> str:
+    """What a signed-in person's limits, quota and idempotency keys count against."""
+    return f"user:{uid}"
+
+
 def address_bucket(address: str) -> str:
     try:
         parsed = ipaddress.ip_address(address)
@@ -143,12 +151,16 @@ class Identity:
     def resolve(self) -> Client:
         address = request.remote_addr or "unknown"
         presented = request.headers.get(self.header) if self.keys.enabled else None
+        person = current_caller().user
         if presented:
             name = self.keys.lookup(presented)
             if name is not None:
-                return Client(f"key:{name}", address, name, "valid")
+                bucket = user_bucket(person) if person else f"key:{name}"
+                return Client(bucket, address, name, "valid")
             # A wrong key is counted by address, so guessing keys is rate limited too.
             return Client(address_bucket(address), address, None, "invalid")
+        if person:
+            return Client(user_bucket(person), address, None, "none")
         return Client(address_bucket(address), address, None, "none")
 
     def current(self) -> Client:

@@ -23,6 +23,7 @@ from gateway.contract import (
 )
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.settings import GatewaySettings
+from gateway.tiers import Tiers
 
 REF = "#/components/schemas/{model}"
 BINARY = {"type": "string", "format": "binary"}
@@ -57,6 +58,11 @@ def header_components() -> dict[str, Any]:
     }
     headers["Location"] = {"description": "Path of the new upload.", "schema": {"type": "string"}}
     headers["ETag"] = {"description": "Validator for If-None-Match.", "schema": {"type": "string"}}
+    headers["WWW-Authenticate"] = {
+        "description": '`Bearer error="invalid_token"` for a bad token; `Bearer` when sign-in '
+        "is required.",
+        "schema": {"type": "string"},
+    }
     headers["Idempotency-Replayed"] = {
         "description": "`true` when this is the stored answer to an earlier request.",
         "schema": {"type": "string", "enum": ["true"]},
@@ -180,7 +186,15 @@ def parameters(operation: Operation) -> list[dict[str, Any]]:
     return found
 
 
-def build_document(settings: GatewaySettings) -> dict[str, Any]:
+def tier_summary(tiers: Tiers) -> str:
+    return "; ".join(
+        f"{name} `{tier.rate_limit}` over all calls, `{tier.ai_rate_limit}` and "
+        f"`{tier.ai_daily_quota}` for AI calls"
+        for name, tier in tiers.tiers.items()
+    )
+
+
+def build_document(settings: GatewaySettings, tiers: Tiers) -> dict[str, Any]:
     models: list[type[BaseModel]] = []
     for operation in OPERATIONS:
         if operation.body is not None and operation.body.model is not None:
@@ -193,9 +207,6 @@ def build_document(settings: GatewaySettings) -> dict[str, Any]:
     )
 
     keys = settings.api_keys_file is not None
-    security: list[dict[str, list[str]]] = []
-    if keys:
-        security = [{"ApiKey": []}] if settings.api_keys_required else [{"ApiKey": []}, {}]
 
     paths: dict[str, dict[str, Any]] = {}
     for operation in OPERATIONS:
@@ -210,8 +221,7 @@ def build_document(settings: GatewaySettings) -> dict[str, Any]:
             entry["parameters"] = params
         if operation.body is not None:
             entry["requestBody"] = request_body(operation.body)
-        if not operation.limited:
-            entry["security"] = []
+        entry["security"] = security_of(operation, keys, settings.api_keys_required)
         paths.setdefault(operation.path, {})[operation.method.lower()] = entry
 
     components: dict[str, Any] = {
@@ -226,12 +236,14 @@ def build_document(settings: GatewaySettings) -> dict[str, Any]:
             "summary": "A photo in, ideas out.",
             "description": (
                 'Every error is `{"error": {"code", "message", "request_id"}}` with the '
-                "right status. Limits are per client (API key, else address): "
-                f"`{settings.rate_limit_default}` over all calls, `{settings.rate_limit_ai}` "
-                f"and `{settings.ai_daily_quota}` for calls that cost an AI call. POSTs "
-                f"accept `{IDEMPOTENCY_HEADER}`. Results are AI-made and for reference: see "
-                "[the AI disclaimer](/ai-disclaimer), [privacy](/privacy), [terms](/terms) and "
-                "[account deletion](/account/delete)."
+                "right status. Send `Authorization: Bearer <Firebase ID token>` to call as "
+                "a signed-in person; without it the caller is anonymous. Limits depend on "
+                "the tier (anonymous, free, pro: "
+                f"{tier_summary(tiers)}) and count per person when signed in, else per "
+                "client (API key, else address); a 429 names the limit, the tier and when "
+                f"it resets. POSTs accept `{IDEMPOTENCY_HEADER}`. Results are AI-made and "
+                "for reference: see [the AI disclaimer](/ai-disclaimer), [privacy](/privacy), "
+                "[terms](/terms) and [account deletion](/account/delete)."
             ),
         },
         "servers": [{"url": "/"}],
@@ -244,9 +256,41 @@ def build_document(settings: GatewaySettings) -> dict[str, Any]:
         "paths": paths,
         "components": components,
     }
-    if keys:
-        components["securitySchemes"] = {
-            "ApiKey": {"type": "apiKey", "in": "header", "name": settings.api_key_header}
+    components["securitySchemes"] = {
+        "FirebaseIdToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "A Firebase ID token of the signed-in person (`getIdToken()` in the app). "
+                "Without one the caller is anonymous where the operation allows it. A bad "
+                'or expired token is 401 `invalid_token` with `WWW-Authenticate: Bearer error="'
+                'invalid_token"` (refresh it and retry); an operation that needs sign-in '
+                "answers 401 `sign_in_required` without one."
+            ),
         }
-        document["security"] = security
+    }
+    if keys:
+        components["securitySchemes"]["ApiKey"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": settings.api_key_header,
+        }
+        document["security"] = (
+            [{"ApiKey": []}] if settings.api_keys_required else [{"ApiKey": []}, {}]
+        )
     return document
+
+
+def security_of(operation: Operation, keys: bool, keys_required: bool) -> list[dict[str, Any]]:
+    """Which credentials an operation accepts: a token (required or optional), an API key."""
+    if not operation.limited:
+        return []
+    token: list[dict[str, Any]] = [{"FirebaseIdToken": []}]
+    if operation.sign_in == "optional":
+        token.append({})
+    if not keys:
+        return token
+    if keys_required:
+        return [{**choice, "ApiKey": []} for choice in token]
+    return [*({**choice, "ApiKey": []} for choice in token), *token]

@@ -9,7 +9,9 @@ which are read whole so that an idempotent replay can keep them.
 Hop-by-hop headers (and any header the client's ``Connection`` names) stay on their hop,
 and so do credentials, cookies and ``X-Forwarded-*`` that a client wrote itself. The
 validated request id, ``traceparent`` (rewritten by the OpenTelemetry instrumentation
-when it is on) and the client address as the gateway resolved it go on.
+when it is on) and the client address as the gateway resolved it go on. Every call to
+every service carries the caller the gateway verified (``X-IdeaSnap-User`` /
+``X-IdeaSnap-Tier``), set in :func:`call`; a client's own copies never pass.
 
 Failures get a defined answer, never a hang: connection refused is 503
 ``upstream_unavailable``, a connect or read timeout is 504 ``upstream_timeout`` (both
@@ -30,6 +32,7 @@ from flask import Response, request
 
 from chassis.errors import ApiError
 from chassis.outgoing import ServiceClient
+from gateway.auth import IDENTITY_HEADER_NAMES, identity_headers
 from gateway.metrics import UPSTREAM_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -66,6 +69,7 @@ NOT_SENT_UP = frozenset(
         "x-forwarded-port",
         "x-forwarded-prefix",
         "x-real-ip",
+        *IDENTITY_HEADER_NAMES,
     }
 )
 NOT_SENT_DOWN = frozenset({"content-length", "x-request-id", "server", "date", "set-cookie"})
@@ -172,7 +176,15 @@ def body_for_upstream(limit: int) -> SizedBody | ChunkedBody | None:
 
 
 def call(upstream: Upstream, method: str, path: str, **kwargs: object) -> requests.Response:
-    """One upstream call; a refused connection or a timeout is counted and answered."""
+    """One upstream call, as the verified caller; a refused connection or a timeout is answered."""
+    given = kwargs.get("headers") or {}
+    headers = {
+        name: value
+        for name, value in given.items()  # type: ignore[attr-defined]
+        if name.lower() not in IDENTITY_HEADER_NAMES
+    }
+    headers.update(identity_headers())
+    kwargs["headers"] = headers
     try:
         return upstream.client.request(method, path, **kwargs)  # type: ignore[arg-type]
     except ApiError as error:

@@ -1,13 +1,15 @@
 """Rate limits and the daily AI quota, with flask-limiter.
 
-Three limits, each counted per client (see :mod:`gateway.identity`) and shared by every
-gateway replica through Redis:
+Three limits, each counted per client (a signed-in person by uid, anyone else by API key
+or address; see :mod:`gateway.identity`), with the values of the caller's tier (see
+:mod:`gateway.tiers`), shared by every gateway replica through Redis, or by every worker
+of the machine through :mod:`gateway.local_store` without it:
 
-- ``default`` (``RATE_LIMIT_DEFAULT``, 60/minute): every public API call, all routes
-  together, so a client's budget does not grow with the number of routes;
-- ``ai`` (``RATE_LIMIT_AI``, 10/minute): the calls that cost a model call
+- ``default`` (the tier's ``rate_limit``; anonymous 60/minute): every public API call,
+  all routes together, so a client's budget does not grow with the number of routes;
+- ``ai`` (``ai_rate_limit``; anonymous 10/minute): the calls that cost a model call
   (``POST /v1/snaps``, ``POST /v1/ideas``), all hit up front;
-- ``quota`` (``AI_DAILY_QUOTA``, 100/day): the same calls, charged only when ideas were
+- ``quota`` (``ai_daily_quota``; anonymous 100/day): the same calls, charged only when ideas were
   delivered (a rejected image or an upstream failure costs the client nothing, and an
   idempotent replay is neither checked nor charged: the retry after the last unit of
   the quota still gets its answer).
@@ -15,7 +17,8 @@ gateway replica through Redis:
 Preflights, health checks and the contract are never limited. A refusal is 429 in the
 JSON error shape with ``Retry-After``; every limited response carries ``X-RateLimit-*``
 (epoch reset, as flask-limiter names them) and ``RateLimit-*`` (delta reset, IETF draft)
-for the limit closest to running out.
+for the limit closest to running out; the 429's body names the limit, the tier and when
+it resets.
 """
 
 from __future__ import annotations
@@ -23,25 +26,35 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from limits import parse_many
 
 from chassis.errors import error_response
+from gateway.auth import current_caller
 from gateway.identity import Identity
 from gateway.limit_store import RateLimitStoreUnavailable
+from gateway.local_store import SCHEME as LOCAL_SCHEME
+from gateway.local_store import LocalLimitStorage
 from gateway.metrics import RATE_LIMITED
 from gateway.settings import GatewaySettings
+from gateway.tiers import Tier, Tiers
 
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "gateway"
 
 
-def storage_for(settings: GatewaySettings) -> tuple[str, dict[str, object]]:
+SCOPES = ("default", "ai", "quota")
+
+
+def storage_for(settings: GatewaySettings, local_path: Path) -> tuple[str, dict[str, object]]:
     if not settings.redis_url:
-        return "memory://", {}
+        return f"{LOCAL_SCHEME}://{local_path}", {}
     return f"gateway+{settings.redis_url}", {
         "fail_open": settings.rate_limit_fail_open,
         "memory_fallback": settings.rate_limit_memory_fallback,
@@ -53,11 +66,17 @@ def storage_for(settings: GatewaySettings) -> tuple[str, dict[str, object]]:
 def build_limiter(
     settings: GatewaySettings,
     identity: Identity,
+    *,
+    tier: Callable[[], Tier],
     limited_endpoints: Collection[str],
     ai_endpoints: Collection[str],
     answer_waiting: Callable[[], bool],
+    local_path: Path,
 ) -> Limiter:
-    """The limiter; ``answer_waiting`` tells whether an idempotent replay is due (no quota)."""
+    """The limiter; ``answer_waiting`` tells whether an idempotent replay is due (no quota).
+
+    ``tier`` gives the current caller's tier: the limit values are looked up per request.
+    """
 
     def costs_ai() -> bool:
         return request.endpoint in ai_endpoints
@@ -65,16 +84,16 @@ def build_limiter(
     def delivered(response: Response) -> bool:
         return response.status_code < 400 and not g.get("idempotent_replay")
 
-    uri, options = storage_for(settings)
+    uri, options = storage_for(settings, local_path)
     limiter = Limiter(
         key_func=identity.bucket,
         application_limits=[
-            ApplicationLimit(settings.rate_limit_default, scope="default"),
+            ApplicationLimit(lambda: tier().rate_limit, scope="default"),
             ApplicationLimit(
-                settings.rate_limit_ai, scope="ai", exempt_when=lambda: not costs_ai()
+                lambda: tier().ai_rate_limit, scope="ai", exempt_when=lambda: not costs_ai()
             ),
             ApplicationLimit(
-                settings.ai_daily_quota,
+                lambda: tier().ai_daily_quota,
                 scope="quota",
                 exempt_when=lambda: not costs_ai() or answer_waiting(),
                 deduct_when=delivered,
@@ -124,13 +143,26 @@ def install_limit_responses(app: Flask, limiter: Limiter) -> None:
             code, what = "quota_exceeded", "Daily AI quota used up"
         else:
             code, what = "rate_limited", "Too many requests"
+        tier = current_caller().tier
+        try:
+            reset_at = header_limit(limiter.current_limits).reset_at
+        except Exception as failure:  # the store failing now must not turn into a 500
+            log.warning("rate_limit_reset_unknown", error=str(failure))
+            reset_at = time.time() + runtime.limit.get_expiry()
+        retry_after = seconds_until(reset_at)
         return error_response(
             429,
             code,
-            f"{what}: the limit is {runtime.limit}. Retry after the Retry-After delay.",
-            # The whole window as a floor; the exact delay replaces it in _limit_headers.
-            headers={"Retry-After": str(runtime.limit.get_expiry())},
-            details={"limit": label},
+            f"{what}: the {tier} tier's limit is {runtime.limit}. "
+            f"Retry in {retry_after} s (Retry-After).",
+            headers={"Retry-After": str(retry_after)},
+            details={
+                "limit": label,
+                "tier": tier,
+                "allowed": str(runtime.limit),
+                "reset_at": datetime.fromtimestamp(math.ceil(reset_at), UTC).isoformat(),
+                "retry_after_seconds": retry_after,
+            },
         )
 
     @app.errorhandler(RateLimitStoreUnavailable)
@@ -168,3 +200,22 @@ def install_limit_responses(app: Flask, limiter: Limiter) -> None:
         if response.status_code == 429:
             headers["Retry-After"] = str(delta)
         return response
+
+
+def clear_counters(limiter: Limiter, tiers: Tiers, bucket: str) -> None:
+    """Forget every count of one client (``user:<uid>``), in every tier's windows.
+
+    For account deletion: nothing about the person stays behind, and a new account under
+    the same uid would start afresh.
+    """
+    storage = limiter.storage
+    if isinstance(storage, LocalLimitStorage):
+        storage.clear_prefix(f"LIMITER/{KEY_PREFIX}/{bucket}/")
+        return
+    strategy = limiter.limiter
+    for tier in tiers.tiers.values():
+        for scope, value in zip(
+            SCOPES, (tier.rate_limit, tier.ai_rate_limit, tier.ai_daily_quota), strict=True
+        ):
+            for item in parse_many(value):
+                strategy.clear(item, KEY_PREFIX, bucket, scope)

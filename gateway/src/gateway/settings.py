@@ -12,16 +12,21 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from limits import parse_many
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from chassis.settings import ServiceSettings
+from gateway.tiers import TiersError, load_tiers, parsable_limit
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 EXACT_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 EMULATOR_HOST = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+# Google's x509 certificates for Firebase ID tokens (securetoken@system.gserviceaccount.com).
+GOOGLE_CERTS_URL = (
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+)
 
 RateLimitStrategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
 
@@ -51,13 +56,27 @@ class GatewaySettings(ServiceSettings):
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
     rate_limit_enabled: bool = True
-    rate_limit_default: str = "60/minute"
-    rate_limit_ai: str = "10/minute"
-    ai_daily_quota: str = "100/day"
+    # The tiers (tiers.yaml or TIERS_FILE) hold every tier's limits; these three, when
+    # set, replace the anonymous tier's.
+    tiers_file: Path | None = None
+    rate_limit_default: str | None = None
+    rate_limit_ai: str | None = None
+    ai_daily_quota: str | None = None
     rate_limit_strategy: RateLimitStrategy = "fixed-window"
     rate_limit_fail_open: bool = True
     rate_limit_memory_fallback: bool = False
     rate_limit_store_retry_seconds: float = Field(default=1.0, gt=0, le=300)
+
+    # Without Redis, what every worker of this machine counts and remembers together
+    # (limits, idempotency keys): an SQLite file. gunicorn's master makes a fresh one
+    # when this is unset; an app made without gunicorn gets a private one.
+    local_state_path: Path | None = None
+
+    # Signed-in callers: Firebase ID tokens.
+    firebase_project_id: str | None = None
+    firebase_certs_url: str = GOOGLE_CERTS_URL
+    firebase_auth_emulator_host: str | None = None
+    token_clock_skew_seconds: int = Field(default=30, ge=0, le=300)
 
     # Client identity.
     api_keys_file: Path | None = None
@@ -109,14 +128,27 @@ class GatewaySettings(ServiceSettings):
 
     @field_validator("rate_limit_default", "rate_limit_ai", "ai_daily_quota")
     @classmethod
-    def _parsable_limit(cls, value: str) -> str:
+    def _parsable_limit(cls, value: str | None) -> str | None:
+        return None if value is None else parsable_limit(value)
+
+    @field_validator("tiers_file")
+    @classmethod
+    def _valid_tiers(cls, value: Path | None) -> Path | None:
         try:
-            parsed = parse_many(value)
-        except ValueError as error:
-            raise ValueError(f"not a rate limit such as '60/minute': {error}") from None
-        if not parsed:
-            raise ValueError("not a rate limit such as '60/minute'")
+            load_tiers(value)
+        except TiersError as error:
+            raise ValueError(str(error)) from None
         return value
+
+    @field_validator("firebase_auth_emulator_host")
+    @classmethod
+    def _emulator_not_in_production(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and str(info.data.get("environment", "")).lower() == "production":
+            raise ValueError(
+                "the Auth emulator's tokens are unsigned: emulator mode is refused when "
+                "ENVIRONMENT=production (unset FIREBASE_AUTH_EMULATOR_HOST)"
+            )
+        return value or None
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod

@@ -351,6 +351,12 @@ settings first, then the service's own, then config.extra, then <service>.config
 {{- if not (kindIs "invalid" $svc.rateLimits.failOpen) }}
 {{- $_ := set $data "RATE_LIMIT_FAIL_OPEN" (toString $svc.rateLimits.failOpen) }}
 {{- end }}
+{{- with $svc.firebase.projectId }}
+{{- $_ := set $data "FIREBASE_PROJECT_ID" . }}
+{{- end }}
+{{- with $svc.firebase.certsUrl }}
+{{- $_ := set $data "FIREBASE_CERTS_URL" . }}
+{{- end }}
 {{- if $svc.apiKeys.enabled }}
 {{- $_ := set $data "API_KEYS_FILE" (printf "%s/%s" (include "ideasnap.apiKeys.dir" .) (include "ideasnap.apiKeys.secretKey" $root)) }}
 {{- $_ := set $data "API_KEYS_REQUIRED" (toString $svc.apiKeys.required) }}
