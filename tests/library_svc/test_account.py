@@ -109,8 +109,10 @@ def rows_of(app: Flask, uid: str) -> dict[str, int]:
     return counts
 
 
-def photo_status(upload_svc: Service, upload_id: str) -> int:
-    return requests.get(f"{upload_svc.url}/v1/uploads/{upload_id}", timeout=10).status_code
+def photo_status(upload_svc: Service, upload_id: str, uid: str) -> int:
+    """The photo as its owner asks for it (to anyone else an owned photo is always 404)."""
+    answer = requests.get(f"{upload_svc.url}/v1/uploads/{upload_id}", headers=who(uid), timeout=10)
+    return answer.status_code
 
 
 def test_me_reports_tier_limits_usage_and_storage(
@@ -144,13 +146,13 @@ def test_delete_me_removes_everything_checked_one_by_one(
     library = fill_library(client, upload_svc, uid)
     before = rows_of(app, uid)
     assert all(before[name] > 0 for name in before), before
-    assert all(photo_status(upload_svc, u["id"]) == 200 for u in library["uploads"])
+    assert all(photo_status(upload_svc, u["id"], uid) == 200 for u in library["uploads"])
 
     answer = client.delete("/v1/me", headers=who(uid))
     assert answer.status_code == 204
 
     for upload in library["uploads"]:
-        assert photo_status(upload_svc, upload["id"]) == 404
+        assert photo_status(upload_svc, upload["id"], uid) == 404
     assert rows_of(app, uid) == dict.fromkeys(before, 0)
     assert auth_emulator.lookup(uid) is None
     with app.extensions["db_engine"].connect() as connection:
@@ -196,7 +198,7 @@ def test_a_deletion_that_fails_half_way_is_finished_by_a_retry_or_the_sweep(
             assert working.test_client().delete("/v1/me", headers=who(uid)).status_code == 204
         else:
             assert sweep_once(working)["deletions_finished"] >= 1
-        assert all(photo_status(upload_svc, u["id"]) == 404 for u in library["uploads"])
+        assert all(photo_status(upload_svc, u["id"], uid) == 404 for u in library["uploads"])
         assert set(rows_of(working, uid).values()) == {0}
         assert auth_emulator.lookup(uid) is None
 
@@ -221,7 +223,9 @@ def test_export_streams_one_zip_with_the_json_and_the_photos(
     assert document["account"]["tier"] == "pro"
     assert document["purchases"][0]["transaction_id"] == "GPA.1234"
     for upload in library["uploads"]:
-        stored = requests.get(f"{upload_svc.url}/v1/uploads/{upload['id']}", timeout=10).content
+        stored = requests.get(
+            f"{upload_svc.url}/v1/uploads/{upload['id']}", headers=who(uid), timeout=10
+        ).content
         assert archive.read(f"photos/{upload['id']}.jpg") == stored
 
 

@@ -72,10 +72,10 @@ def test_deleting_a_snap_removes_its_photo_too(
     upload = store_photo(upload_svc, uid)
     snap = record(client, uid, upload).json
     photo_url = f"{upload_svc.url}/v1/uploads/{upload['id']}"
-    assert requests.get(photo_url, timeout=10).status_code == 200
+    assert requests.get(photo_url, headers=who(uid), timeout=10).status_code == 200
     assert client.delete(f"/v1/snaps/{snap['id']}", headers=who("stranger")).status_code == 404
     assert client.delete(f"/v1/snaps/{snap['id']}", headers=who(uid)).status_code == 204
-    assert requests.get(photo_url, timeout=10).status_code == 404
+    assert requests.get(photo_url, headers=who(uid), timeout=10).status_code == 404
     assert client.get(f"/v1/snaps/{snap['id']}", headers=who(uid)).status_code == 404
     assert client.get("/v1/snaps", headers=who(uid)).json["snaps"] == []
 
@@ -103,7 +103,10 @@ def small_tiers(tmp_path: Path) -> Path:
     return path
 
 
-def test_admission_enforces_the_tier_limits(make_app: AppFactory, uid: str, tmp_path: Path) -> None:
+def test_admission_enforces_the_tier_limits(
+    make_app: AppFactory, uid: str, tmp_path: Path, upload_svc: Service
+) -> None:
+    """Storage used is what upload-svc keeps for the person; history size is library-svc's."""
     client = make_app(tiers_file=small_tiers(tmp_path)).test_client()
     admit = lambda size: client.post(  # noqa: E731
         "/internal/admission", json={"bytes": size}, headers=who(uid)
@@ -113,12 +116,15 @@ def test_admission_enforces_the_tier_limits(make_app: AppFactory, uid: str, tmp_
     assert over_quota.status_code == 403
     assert over_quota.json["error"]["code"] == "storage_quota_exceeded"
     assert over_quota.json["error"]["details"] == {"limit": 5000, "used": 0, "tier": "free"}
-    record(client, uid, fake_upload(1, size=3000))
-    partly = admit(2500)
+    first = store_photo(upload_svc, uid, 64, 48)
+    record(client, uid, first)
+    used = first["size"]
+    assert 0 < used < 5000
+    partly = admit(5000 - used + 1)
     assert partly.status_code == 403
-    assert partly.json["error"]["details"]["used"] == 3000
-    assert admit(2000).status_code == 204
-    record(client, uid, fake_upload(2, size=100))
+    assert partly.json["error"]["details"]["used"] == used
+    assert admit(5000 - used).status_code == 204
+    record(client, uid, store_photo(upload_svc, uid, 64, 48))
     full = admit(1)
     assert full.status_code == 403
     assert full.json["error"]["code"] == "history_limit_reached"
