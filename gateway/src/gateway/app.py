@@ -89,7 +89,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     authenticator = Authenticator(build_verifier(settings), tiers, public.sign_in_required)
     app.extensions["gateway_auth"] = authenticator
     install_docs(app, settings, tiers)
-    install_web(app, settings, app.extensions["gateway"].ai.client)
+    install_web(app, settings, tiers, app.extensions["gateway"].ai.client)
 
     install_security_headers(app, settings)
     install_cors(app, settings)

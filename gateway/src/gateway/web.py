@@ -30,12 +30,14 @@ from flask import Blueprint, Flask, Response, abort, g, render_template, request
 from limits import parse_many
 from markupsafe import Markup
 
+from chassis.caller import ANONYMOUS_TIER
 from chassis.disclaimer import disclaimer_for
 from chassis.errors import ApiError
 from chassis.metrics import exclude_from_red_metrics
 from chassis.outgoing import ServiceClient
 from gateway.metrics import WEB_REQUESTS
 from gateway.settings import GatewaySettings
+from gateway.tiers import Tier, Tiers
 
 log = structlog.get_logger(__name__)
 
@@ -181,16 +183,19 @@ def rates(value: str) -> list[Rate]:
     return [Rate(item.amount, item.GRANULARITY.name, item.multiples) for item in parse_many(value)]
 
 
-def facts(settings: GatewaySettings, provider: dict[str, str]) -> dict[str, Any]:
-    """What the pages state about the running service, all from its configuration."""
+def facts(settings: GatewaySettings, anonymous: Tier, provider: dict[str, str]) -> dict[str, Any]:
+    """What the pages state about the running service, all from its configuration.
+
+    The limits stated are the anonymous tier's: the least anyone gets.
+    """
     return {
         "retention_days": settings.anonymous_retention_days,
         "provider": provider["provider"],
         "model": provider["model"],
         "max_upload_mb": round(settings.max_upload_bytes / (1024 * 1024), 1),
-        "rate_default": rates(settings.rate_limit_default),
-        "rate_ai": rates(settings.rate_limit_ai),
-        "ai_quota": rates(settings.ai_daily_quota),
+        "rate_default": rates(anonymous.rate_limit),
+        "rate_ai": rates(anonymous.ai_rate_limit),
+        "ai_quota": rates(anonymous.ai_daily_quota),
         "sign_in": settings.sign_in_enabled,
     }
 
@@ -218,7 +223,9 @@ def with_etag(body: str, mimetype: str = "text/html") -> Response:
     return response.make_conditional(request)
 
 
-def install_web(app: Flask, settings: GatewaySettings, ai: ServiceClient) -> frozenset[str]:
+def install_web(
+    app: Flask, settings: GatewaySettings, tiers: Tiers, ai: ServiceClient
+) -> frozenset[str]:
     """Register the app, its assets and the pages; the endpoints they use, for the CSP."""
     assets = AssetTable()
     policy = content_security_policy(settings, assets)
@@ -273,7 +280,7 @@ def install_web(app: Flask, settings: GatewaySettings, ai: ServiceClient) -> fro
             f"pages/{language}/{name}.html",
             **shared(language),
             page=name,
-            facts=facts(settings, provider.current()),
+            facts=facts(settings, tiers.tiers[ANONYMOUS_TIER], provider.current()),
             disclaimer=disclaimer_for(language),
         )
         response = with_etag(body)
