@@ -36,7 +36,7 @@ from typing import Any
 import requests
 import structlog
 import urllib3
-from flask import Response, g, request
+from flask import Response, g, request, stream_with_context
 
 from chassis.requests_context import current_request_id
 from gateway.metrics import (
@@ -349,7 +349,9 @@ def ideas_stream(ai: Upstream, settings: GatewaySettings) -> Response:
         finally:
             finish(answer, relay.outcome, status=200)
 
-    answer.response = body()
+    # The body runs after the view returned: it keeps the request's context, so the
+    # clean-up calls go out as the same caller.
+    answer.response = stream_with_context(body())
     return answer
 
 
@@ -401,7 +403,9 @@ def snap_stream(
                 discard_upload(uploads, upload["id"])
             finish(answer, relay.outcome, status=201)
 
-    answer.response = body()
+    # The body runs after the view returned: it keeps the request's context, so the
+    # clean-up calls go out as the same caller.
+    answer.response = stream_with_context(body())
     return answer
 
 
