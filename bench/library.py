@@ -159,12 +159,12 @@ def snap_record(index: int) -> dict[str, Any]:
     }
 
 
-def seed(url: str, people: list[str]) -> dict[str, str]:
+def seed(url: str, people: list[str], snaps_per_person: int) -> dict[str, str]:
     """Snaps for each person and one draft each; returns person -> the draft's etag."""
     etags: dict[str, str] = {}
     with requests.Session() as session:
         for person in people:
-            for index in range(SNAPS_PER_PERSON):
+            for index in range(snaps_per_person):
                 answer = session.post(
                     f"{url}/internal/snaps",
                     json=snap_record(index),
@@ -275,6 +275,8 @@ def load(
 def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds = 2.0 if smoke else 20.0
+    # A smoke run checks the scenario works: one page and a next one is enough history.
+    snaps_per_person = PAGE_SIZE + 1 if smoke else SNAPS_PER_PERSON
     people = [f"bench-person-{n:02d}" for n in range(max(CONCURRENCY))]
     figures: dict[str, Any] = {"history": {}, "draft_patch": {}}
     with postgres_server(out_dir) as database_url:
@@ -283,7 +285,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
         migrate(env, out_dir)
         service = LibraryService(env, out_dir)
         try:
-            etags = seed(service.url, people)
+            etags = seed(service.url, people, snaps_per_person)
             for clients in CONCURRENCY:
                 figures["history"][str(clients)] = load(
                     service.url, "history", people[:clients], etags, seconds
@@ -324,7 +326,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
         "inputs": {
             "service": f"library-svc under gunicorn, {WORKERS} workers x {THREADS} threads",
             "database": "PostgreSQL from Debian, local, fsync off (bench/postgres.py)",
-            "snaps_per_person": SNAPS_PER_PERSON,
+            "snaps_per_person": snaps_per_person,
             "page_size": PAGE_SIZE,
             "seconds_per_step": seconds,
             "concurrency": list(CONCURRENCY),

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -45,15 +46,17 @@ def as_server_user(command: list[str]) -> list[str]:
 def postgres_server(work: Path) -> Iterator[str]:
     """Yield the DATABASE_URL of a fresh database on a server started for the block."""
     bin_dir = binaries()
-    data, sockets = work / "pgdata", work / "pgsock"
-    shutil.rmtree(data, ignore_errors=True)
+    # The server's own directory lives outside ``work``: as root the server runs as the
+    # postgres user, who may not traverse a caller's private temporary directory.
+    root = Path(tempfile.mkdtemp(prefix="ideasnap-bench-postgres-"))
+    data, sockets = root / "pgdata", root / "pgsock"
     sockets.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         server = pwd.getpwnam("postgres")
-        for path in (work, sockets):
+        for path in (root, sockets):
             os.chown(path, server.pw_uid, server.pw_gid)
     port = free_port()
-    log = work / "postgres.log"
+    log = root / "postgres.log"
     subprocess.run(
         as_server_user(
             [
@@ -108,3 +111,7 @@ def postgres_server(work: Path) -> Iterator[str]:
             check=False,
             capture_output=True,
         )
+        if log.exists():
+            work.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, work / "postgres.log")
+        shutil.rmtree(root, ignore_errors=True)
