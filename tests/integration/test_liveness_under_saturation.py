@@ -4,7 +4,8 @@ The kubelet restarts a container whose liveness probe times out. If the probe wa
 for a free request thread, every pod busy with slow model calls would be killed
 mid-flight exactly when traffic peaks. The chart's liveness probe asks the gunicorn
 master on the metrics port instead, which answers from its own thread. Here every
-thread of ai-svc (then of the gateway) waits on a fake Gemini that answers after 30 s,
+thread of ai-svc (then of the gateway, proxying or relaying streams) waits on a fake
+Gemini that answers after 30 s,
 while 50 probes in a row must each be answered in under 100 ms.
 """
 
@@ -180,3 +181,46 @@ def test_gateway_answers_liveness_while_every_thread_proxies_a_slow_upstream(
         stack.gateway, f"{stack.url}/v1/ideas", {"upload_id": upload_id, "count": 1}, capacity
     )
     assert_saturated_yet_alive(stack.gateway, capacity, futures)
+
+
+def test_gateway_answers_liveness_while_every_thread_relays_a_stream(
+    stack: Stack, upload_id: str
+) -> None:
+    """Streamed answers hold a gateway thread for the whole stream, heartbeats and all."""
+    capacity = GATEWAY_WORKERS * GATEWAY_THREADS
+
+    def stream() -> requests.Response:
+        return requests.post(
+            f"{stack.url}/v1/ideas",
+            json={"upload_id": upload_id, "count": 1},
+            headers={"Accept": "text/event-stream", "Connection": "close"},
+            timeout=120,
+        )
+
+    pool = ThreadPoolExecutor(max_workers=capacity)
+    futures = [pool.submit(stream) for _ in range(capacity)]
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + 30
+    while total(stack.gateway.metrics_url, "gateway_streams_open") < capacity:
+        assert time.monotonic() < deadline, "the gateway never had every thread streaming"
+        time.sleep(0.2)
+    with pytest.raises(requests.Timeout):
+        requests.get(f"{stack.gateway.url}/healthz", timeout=1)
+
+    durations = probe_fifty_times(stack.gateway)
+    slowest = max(durations)
+    print(
+        f"\ngateway: {PROBES} liveness probes with {capacity} of {capacity} threads "
+        f"streaming: median {statistics.median(durations) * 1000:.1f} ms, "
+        f"max {slowest * 1000:.1f} ms"
+    )
+    assert slowest < PROBE_BUDGET_SECONDS, str([round(d * 1000, 1) for d in durations])
+    assert total(stack.gateway.metrics_url, "gateway_streams_open") >= capacity
+    assert not any(future.done() for future in futures)
+
+    # Every stream was open through the probes, and each ends with its ideas.
+    for future in futures:
+        answer = future.result(timeout=120)
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        assert "event: done" in answer.text, answer.text[-500:]
