@@ -5,8 +5,7 @@ for a free request thread, every pod busy with slow model calls would be killed
 mid-flight exactly when traffic peaks. The chart's liveness probe asks the gunicorn
 master on the metrics port instead, which answers from its own thread. Here every
 thread of ai-svc (then of the gateway, proxying or relaying streams) waits on a fake
-Gemini that answers after 30 s,
-while 50 probes in a row must each be answered in under 100 ms.
+Gemini that answers after 30 s, while 50 probes in a row must each be answered in under 100 ms.
 """
 
 from __future__ import annotations
