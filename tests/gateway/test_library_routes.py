@@ -6,10 +6,8 @@ what it received, so the test sees exactly what crossed the hop.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +17,7 @@ from flask.testing import FlaskClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from tests.support.firebase_emulator import unsigned_token
 
 PROJECT = "demo-library-routes"
 
@@ -65,23 +64,6 @@ def client(echo_url: str) -> FlaskClient:
     return create_app(settings).test_client()
 
 
-def unsigned_token(uid: str) -> str:
-    """A token as the Auth emulator makes them (``alg: none``), for emulator mode."""
-
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {
-        "iss": f"https://securetoken.google.com/{PROJECT}",
-        "aud": PROJECT,
-        "sub": uid,
-        "iat": now,
-        "exp": now + 600,
-    }
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
-
-
 def lowered(headers: dict[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
@@ -99,7 +81,7 @@ def lowered(headers: dict[str, str]) -> dict[str, str]:
 def test_a_person_route_sends_the_caller_and_not_the_token(
     client: FlaskClient, method: str, path: str
 ) -> None:
-    token = unsigned_token("person-1")
+    token = unsigned_token(PROJECT, "person-1")
     answer = client.open(
         path,
         method=method,
@@ -138,7 +120,7 @@ def test_the_billing_webhook_sends_its_secret_on_and_no_person(client: FlaskClie
 
 
 def test_internal_routes_and_odd_ids_never_reach_library_svc(client: FlaskClient) -> None:
-    token = unsigned_token("person-1")
+    token = unsigned_token(PROJECT, "person-1")
     headers = {"Authorization": f"Bearer {token}"}
     assert client.post("/internal/admission", json={"bytes": 1}, headers=headers).status_code == 404
     assert client.post("/internal/snaps", json={}, headers=headers).status_code == 404
@@ -146,6 +128,12 @@ def test_internal_routes_and_odd_ids_never_reach_library_svc(client: FlaskClient
         "/v1/drafts/7d0f7d2e-9a57-4a3e-8d43-0c7c1b7e2f10/revisions/two:restore", headers=headers
     )
     assert restore.status_code == 404
+    huge = client.post(
+        "/v1/drafts/7d0f7d2e-9a57-4a3e-8d43-0c7c1b7e2f10/revisions/8893855784797044998144:restore",
+        headers=headers,
+    )
+    assert huge.status_code == 404
+    assert huge.get_json()["error"]["code"] == "revision_not_found"
     odd = client.get("/v1/snaps/..%2Finternal", headers=headers)
     assert odd.status_code == 404
     assert odd.get_json()["error"]["code"] in ("snap_not_found", "not_found")

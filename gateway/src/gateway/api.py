@@ -16,7 +16,13 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from chassis.errors import ApiError
 from gateway.auth import current_caller
-from gateway.contract import LIBRARY_ID_PATTERN, OPERATIONS, UPLOAD_ID_PATTERN
+from gateway.contract import (
+    DRAFT_ID_PATTERN,
+    LIBRARY_ID_PATTERN,
+    MAX_REVISION,
+    OPERATIONS,
+    UPLOAD_ID_PATTERN,
+)
 from gateway.idempotency import Idempotency
 from gateway.identity import Identity, user_bucket
 from gateway.proxy import Upstream, forward
@@ -28,6 +34,7 @@ from gateway.streaming import ideas_stream, replayed_stream, snap_stream, wants_
 BLUEPRINT = "public"
 UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 LIBRARY_ID = re.compile(LIBRARY_ID_PATTERN)
+DRAFT_ID = re.compile(DRAFT_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,7 @@ def checked_snap(snap_id: str) -> str:
 
 
 def checked_draft(draft_id: str) -> str:
-    if not LIBRARY_ID.match(draft_id):
+    if not DRAFT_ID.match(draft_id):
         raise ApiError(400, "invalid_draft_id", "A draft id is a UUID made by the app.")
     return draft_id
 
@@ -225,6 +232,8 @@ def revisions_view(draft_id: str) -> Response:
 
 
 def restore_view(draft_id: str, rev: int) -> Response:
+    if rev > MAX_REVISION:
+        raise ApiError(404, "revision_not_found", "This draft has no such revision.")
     return to_library(f"/v1/drafts/{checked_draft(draft_id)}/revisions/{rev}:restore", body=True)
 
 

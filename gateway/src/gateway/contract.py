@@ -20,7 +20,11 @@ from pydantic.json_schema import SkipJsonSchema
 UPLOAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 IDEAS_UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 LIBRARY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""Snap and draft ids as the gateway lets them through (library-svc checks a draft's UUID)."""
+"""Snap ids as the gateway lets them through."""
+DRAFT_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+"""A draft id: a UUID the app made, in its canonical form."""
+MAX_REVISION = 2**31 - 1
+"""The largest revision number a path may name (a database integer)."""
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 ACCEPTED_IMAGE_TYPES = (*IMAGE_TYPES, "image/heic")
 
@@ -313,10 +317,17 @@ class DeletionPending(Open):
     deletion: dict[str, Any] = Field(description="The pending deletion; it is finished later.")
 
 
+class BillingEventData(Open):
+    """RevenueCat's event; ``app_user_id`` is the Firebase uid (others are ignored)."""
+
+    id: str = Field(min_length=1, description="Deduplicates deliveries.")
+    type: str = Field(min_length=1, examples=["INITIAL_PURCHASE", "EXPIRATION"])
+
+
 class BillingEvent(Open):
     """A purchase provider's webhook (RevenueCat's format: ``{"api_version", "event"}``)."""
 
-    event: dict[str, Any]
+    event: BillingEventData
 
 
 class BillingAnswer(Open):

@@ -15,7 +15,9 @@ from pydantic.json_schema import models_json_schema
 
 from gateway.contract import (
     BY_ENDPOINT,
+    DRAFT_ID_PATTERN,
     LIBRARY_ID_PATTERN,
+    MAX_REVISION,
     OPERATIONS,
     UPLOAD_ID_PATTERN,
     Body,
@@ -152,7 +154,9 @@ def parameters(operation: Operation) -> list[dict[str, Any]]:
         if name == "upload_id":
             schema: dict[str, Any] = {"type": "string", "pattern": UPLOAD_ID_PATTERN}
         elif converter == "int":
-            schema = {"type": "integer", "minimum": 0}
+            schema = {"type": "integer", "minimum": 0, "maximum": MAX_REVISION}
+        elif name == "draft_id":
+            schema = {"type": "string", "pattern": DRAFT_ID_PATTERN}
         else:
             schema = {"type": "string", "pattern": LIBRARY_ID_PATTERN}
         found.append({"name": name, "in": "path", "required": True, "schema": schema})
@@ -163,7 +167,13 @@ def parameters(operation: Operation) -> list[dict[str, Any]]:
                 "in": "query",
                 "required": False,
                 "description": description,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 100}
+                # An empty value is taken as absent (the default size).
+                "schema": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1, "maximum": 100},
+                        {"type": "string", "maxLength": 0},
+                    ]
+                }
                 if name == "page_size"
                 else {"type": "string"},
             }
