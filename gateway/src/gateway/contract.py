@@ -165,9 +165,9 @@ class IdeasRequest(BaseModel):
 
 
 class SnapForm(BaseModel):
-    """``multipart/form-data``: the photo and, optionally, the preset."""
+    """``multipart/form-data``: the photo and, optionally, the preset (other parts are ignored)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     image: Binary = Field(description="JPEG, PNG, WebP or HEIC, at most the upload limit.")
     template: FormText = Field(default=None, description="A template id from /v1/presets.")
     tone: FormText = Field(default=None, description="A tone id from /v1/presets.")
@@ -176,9 +176,9 @@ class SnapForm(BaseModel):
 
 
 class UploadForm(BaseModel):
-    """``multipart/form-data`` with the photo in ``image``."""
+    """``multipart/form-data`` with the photo in ``image`` (other parts are ignored)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     image: Binary = Field(description="JPEG, PNG, WebP or HEIC, at most the upload limit.")
 
 
