@@ -1,6 +1,7 @@
 """Fixtures for the gateway tests: the real services behind it, gateways, Redis, apps.
 
-upload-svc and ai-svc run once for the whole package (one gunicorn worker each); each
+upload-svc, ai-svc and library-svc (SQLite, migrated first; no Firebase, a billing
+secret of its own) run once for the whole package (one gunicorn worker each); each
 test starts the gateways it needs with its own settings, as gunicorn processes or as an
 in-process app (Flask's test client) calling the same real services over HTTP.
 """
@@ -19,7 +20,10 @@ from flask import Flask
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.gateway.servers import RedisServer, boot, stop_all
-from tests.support.processes import Service, free_port, gunicorn_service
+from tests.support.firebase_emulator import unsigned_token
+from tests.support.processes import Service, free_port, gunicorn_service, migrate_library
+
+CONTRACT_PROJECT = "demo-gateway-tests"
 
 
 @dataclass
@@ -27,6 +31,10 @@ class Upstreams:
     upload: Service
     ai: Service
     storage: Path
+    library: Service
+    token: str
+    """A signed-in caller's ID token (emulator mode, ``CONTRACT_PROJECT``); library-svc's
+    billing webhook secret is the same ``Bearer`` value, so one header serves both."""
 
 
 @pytest.fixture(scope="package")
@@ -37,10 +45,25 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         "upload-svc", tmp, {"STORAGE_DIR": str(storage)}, workers=1, threads=8
     )
     ai = gunicorn_service("ai-svc", tmp, {"UPLOAD_SVC_URL": upload.url}, workers=1, threads=8)
-    services = [upload, ai]
+    token = unsigned_token(CONTRACT_PROJECT, "contract-person", lifetime_seconds=6 * 3600)
+    database_url = f"sqlite:///{tmp / 'library.db'}"
+    migrate_library(database_url, tmp / "library-migrate.log")
+    library = gunicorn_service(
+        "library-svc",
+        tmp,
+        {
+            "DATABASE_URL": database_url,
+            "UPLOAD_SVC_URL": upload.url,
+            "FIREBASE_CLAIMS_ENABLED": "false",
+            "BILLING_WEBHOOK_AUTHORIZATION": f"Bearer {token}",
+        },
+        workers=1,
+        threads=8,
+    )
+    services = [upload, ai, library]
     try:
         boot(services)
-        yield Upstreams(upload=upload, ai=ai, storage=storage)
+        yield Upstreams(upload=upload, ai=ai, storage=storage, library=library, token=token)
     finally:
         stop_all(services)
 
@@ -68,6 +91,7 @@ class Gateways:
                     {
                         "UPLOAD_SVC_URL": self.upstreams.upload.url,
                         "AI_SVC_URL": self.upstreams.ai.url,
+                        "LIBRARY_SVC_URL": self.upstreams.library.url,
                         **env,
                     },
                     workers=workers,
@@ -105,6 +129,7 @@ def make_app(upstreams: Upstreams) -> Callable[..., Flask]:
         values: dict[str, Any] = {
             "upload_svc_url": upstreams.upload.url,
             "ai_svc_url": upstreams.ai.url,
+            "library_svc_url": upstreams.library.url,
             "otel_sdk_disabled": True,
             **overrides,
         }

@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from gateway.contract import OPERATIONS
+from tests.gateway.conftest import CONTRACT_PROJECT, Upstreams
 from tests.support.processes import BIN, Service
 
 UNLIMITED = {
@@ -18,6 +19,24 @@ UNLIMITED = {
     "RATE_LIMIT_AI": "1000000/minute",
     "AI_DAILY_QUOTA": "100000000/day",
 }
+
+
+LEFT_OUT = ("delete_me",)
+"""After deleting the account every answer for the person would be 410."""
+WARNINGS = (
+    "missing_auth",
+    "base_url_mismatch",
+    "missing_deserializer",
+    "unused_openapi_auth",
+    "unsupported_regex",
+    "method_not_allowed",
+    "constants_extraction",
+    "unmatched_filter",
+    "unresolvable_reference",
+    "rate_limited",
+    "dictionary_mismatch",
+    "timeout_units",
+)
 
 
 def test_the_document_is_openapi_3_1_and_matches_the_routes(
@@ -78,27 +97,55 @@ def test_the_docs_page_loads_nothing_from_elsewhere(bare_app: Callable[..., Flas
 
 @pytest.mark.integration
 def test_schemathesis_finds_no_5xx_and_no_contract_break(
-    start_gateways: Callable[..., list[Service]], tmp_path: Path
+    start_gateways: Callable[..., list[Service]], upstreams: Upstreams, tmp_path: Path
 ) -> None:
     """Property-based requests from the document itself, against the running stack.
 
     Checks everything schemathesis knows except ``positive_data_acceptance``: a
     schema-valid body of random bytes is still not a photo, and 415 is right for it.
+    Requests are sent signed in (emulator mode), so the library's routes answer for real;
+    ``DELETE /v1/me`` is left out, since after it every answer for the person is 410.
     """
-    (gateway,) = start_gateways(workers=2, **UNLIMITED)
+    unlimited = tmp_path / "tiers.yaml"
+    unlimited.write_text(
+        "tiers:\n"
+        + "".join(
+            f"  {name}: {{rate_limit: 1000000/minute, ai_rate_limit: 1000000/minute, "
+            "ai_daily_quota: 100000000/day, history_size: 100000, "
+            "storage_quota_bytes: 1000000000000}\n"
+            for name in ("anonymous", "free", "pro")
+        )
+    )
+    (gateway,) = start_gateways(
+        workers=2,
+        FIREBASE_PROJECT_ID=CONTRACT_PROJECT,
+        FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9",
+        TIERS_FILE=str(unlimited),
+        **UNLIMITED,
+    )
     report = tmp_path / "schemathesis.xml"
     command = [
         str(BIN / "schemathesis"),
         "run",
         f"{gateway.url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {upstreams.token}",
+        *(part for endpoint in LEFT_OUT for part in ("--exclude-operation-id", endpoint)),
+        # Every warning but three that describe real behaviour: a random draft id is a 404
+        # (missing_test_data), a change without If-Match a 428 (validation_mismatch), and
+        # random bytes are not a photo (low_valid_rate, as positive_data_acceptance).
+        "--warnings",
+        ",".join(WARNINGS),
         "--checks",
         "all",
         "--exclude-checks",
         "positive_data_acceptance",
         "--max-examples",
         "10",
+        # One worker: CPython 3.11.7's ast.parse is not thread-safe ("AST constructor
+        # recursion depth mismatch", fixed in 3.11.8), and hypothesis calls it.
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "30",
         "--generation-database",
@@ -116,4 +163,4 @@ def test_schemathesis_finds_no_5xx_and_no_contract_break(
     assert "No issues found" in output, output[-3000:]
     tested = re.search(r"Tested:\s+(\d+)", output)
     assert tested is not None
-    assert int(tested.group(1)) == len(OPERATIONS)
+    assert int(tested.group(1)) == len(OPERATIONS) - len(LEFT_OUT)

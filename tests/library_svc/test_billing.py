@@ -97,7 +97,7 @@ def test_samples_replayed_out_of_order_and_twice_give_the_right_tier_each_step(
     user = auth_emulator.lookup(uid)
     assert json.loads(user["customAttributes"])["beta"] is True  # other claims kept
     me = billing.get("/v1/me", headers=who(uid)).json
-    assert me["limits"] == {"history_size": 200, "storage_bytes": 500 * 1024**2}
+    assert me["limits"] == {"history_size": 200, "storage_bytes": 1024**3}
 
 
 def test_a_wrong_secret_is_401_and_changes_nothing(

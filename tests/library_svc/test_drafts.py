@@ -234,3 +234,19 @@ def test_bad_bodies_get_clear_errors(make_app: AppFactory, uid: str) -> None:
     assert bad_id.json["error"]["code"] == "invalid_draft_id"
     form = client.put(url, data="title=x", headers={**who(uid), "Content-Type": "text/plain"})
     assert form.status_code == 415
+
+
+def test_an_if_match_naming_no_version_is_stale_not_an_error(client: FlaskClient, uid: str) -> None:
+    draft_id = str(uuid.uuid4())
+    assert create(client, uid, draft_id, title="A").status_code == 201
+    url = f"/v1/drafts/{draft_id}"
+    for header in ('W/"x", ""', '""', '"v²"', '"x"'):
+        for method in ("DELETE", "PATCH"):
+            answer = client.open(
+                url,
+                method=method,
+                json={"title": "B"} if method == "PATCH" else None,
+                headers={**who(uid), "If-Match": header},
+            )
+            assert answer.status_code == 412, (method, header, answer.json)
+            assert answer.json["error"]["details"]["current"]["title"] == "A"

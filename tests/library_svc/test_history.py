@@ -96,9 +96,12 @@ def test_deleting_a_snap_while_upload_svc_is_down_is_503_and_keeps_it(
 def small_tiers(tmp_path: Path) -> Path:
     path = tmp_path / "tiers.yaml"
     path.write_text(
-        "anonymous: {history_size: 0, storage_bytes: 0}\n"
-        "free: {history_size: 2, storage_bytes: 5000}\n"
-        "pro: {history_size: 100, storage_bytes: 1000000}\n"
+        "tiers:\n"
+        + "".join(
+            f"  {name}: {{rate_limit: 60/minute, ai_rate_limit: 10/minute, "
+            f"ai_daily_quota: 100/day, history_size: {size}, storage_quota_bytes: {quota}}}\n"
+            for name, size, quota in (("anonymous", 0, 0), ("free", 2, 5000), ("pro", 100, 1000000))
+        )
     )
     return path
 
@@ -135,5 +138,5 @@ def test_admission_enforces_the_tier_limits(
 
 def test_default_tiers_are_the_documented_numbers(app) -> None:
     tiers = app.extensions["tiers"]
-    assert (tiers["free"].history_size, tiers["free"].storage_bytes) == (200, 500 * 1024**2)
-    assert (tiers["pro"].history_size, tiers["pro"].storage_bytes) == (10000, 20 * 1024**3)
+    assert (tiers["free"].history_size, tiers["free"].storage_quota_bytes) == (200, 1024**3)
+    assert (tiers["pro"].history_size, tiers["pro"].storage_quota_bytes) == (10000, 20 * 1024**3)

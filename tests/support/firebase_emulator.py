@@ -10,6 +10,7 @@ downloaded at start, and nothing here reaches the internet).
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass
@@ -85,6 +86,27 @@ class AuthEmulator:
 
     def stop(self) -> None:
         self.managed.stop()
+
+
+def unsigned_token(project_id: str, uid: str, lifetime_seconds: int = 3600) -> str:
+    """An ID token shaped as the Auth emulator makes them (``alg: none``, unsigned).
+
+    Accepted only by a gateway in emulator mode, for tests that need a signed-in caller
+    without the emulator process.
+    """
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "iss": f"https://securetoken.google.com/{project_id}",
+        "aud": project_id,
+        "sub": uid,
+        "iat": now,
+        "exp": now + lifetime_seconds,
+    }
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 def start_auth_emulator(workdir: Path, timeout: float = 90.0) -> AuthEmulator:

@@ -179,24 +179,46 @@ def gunicorn_service(
 
 @dataclass
 class Stack:
-    """The three services wired together on loopback."""
+    """The services wired together on loopback."""
 
     upload: Service
     ai: Service
     gateway: Service
     extra: dict[str, Any] = field(default_factory=dict)
+    library: Service | None = None
 
     @property
     def services(self) -> list[Service]:
+        """The services every snap passes through (anonymous ones never reach library-svc)."""
         return [self.upload, self.ai, self.gateway]
+
+    @property
+    def processes(self) -> list[Service]:
+        """Every service of the stack, in start order."""
+        library = [self.library] if self.library is not None else []
+        return [self.upload, self.ai, *library, self.gateway]
 
     @property
     def url(self) -> str:
         return self.gateway.url
 
     def stop(self) -> None:
-        for service in reversed(self.services):
+        for service in reversed(self.processes):
             service.managed.stop()
+
+
+def migrate_library(database_url: str, log_path: Path) -> None:
+    """library-svc's own migrations, as ``make run`` applies them before it starts."""
+    with log_path.open("ab") as handle:
+        subprocess.run(
+            [str(BIN / "python"), "-m", "library_svc.migrate", "upgrade"],
+            cwd=ROOT,
+            env=base_env(DATABASE_URL=database_url),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=120,
+        )
 
 
 def start_stack(
@@ -207,8 +229,14 @@ def start_stack(
     common_env: dict[str, str] | None = None,
     upload_env: dict[str, str] | None = None,
     ai_env: dict[str, str] | None = None,
+    library_env: dict[str, str] | None = None,
     gateway_env: dict[str, str] | None = None,
 ) -> Stack:
+    """upload-svc, ai-svc, library-svc (SQLite in ``tmp``, migrated first) and the gateway.
+
+    library-svc talks to Firebase only when given the Auth emulator
+    (``FIREBASE_AUTH_EMULATOR_HOST`` in ``common_env`` or ``library_env``).
+    """
     common = dict(common_env or {})
     upload = gunicorn_service(
         "upload-svc",
@@ -224,16 +252,37 @@ def start_stack(
         workers=workers,
         threads=threads,
     )
+    database_url = f"sqlite:///{tmp / 'library.db'}"
+    library_settings = {
+        "DATABASE_URL": database_url,
+        "UPLOAD_SVC_URL": upload.url,
+        **common,
+        **(library_env or {}),
+    }
+    library_settings.setdefault(
+        "FIREBASE_CLAIMS_ENABLED",
+        "true" if library_settings.get("FIREBASE_AUTH_EMULATOR_HOST") else "false",
+    )
+    library = gunicorn_service(
+        "library-svc", tmp, library_settings, workers=workers, threads=threads
+    )
     gateway = gunicorn_service(
         "gateway",
         tmp,
-        {"UPLOAD_SVC_URL": upload.url, "AI_SVC_URL": ai.url, **common, **(gateway_env or {})},
+        {
+            "UPLOAD_SVC_URL": upload.url,
+            "AI_SVC_URL": ai.url,
+            "LIBRARY_SVC_URL": library.url,
+            **common,
+            **(gateway_env or {}),
+        },
         workers=workers,
         threads=threads,
     )
-    stack = Stack(upload=upload, ai=ai, gateway=gateway)
+    stack = Stack(upload=upload, ai=ai, gateway=gateway, library=library)
     try:
-        for service in stack.services:
+        migrate_library(library_settings["DATABASE_URL"], tmp / "library-migrate.log")
+        for service in stack.processes:
             service.start()
     except BaseException:
         stack.stop()

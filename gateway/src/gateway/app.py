@@ -18,22 +18,24 @@ from chassis.app import create_service_app
 from chassis.health import add_readiness_check
 from chassis.outgoing import ServiceClient
 from chassis.settings import load_settings
-from gateway.api import Edge, register_public_api
+from gateway.api import Edge, forget_person, register_public_api
 from gateway.auth import Authenticator, build_verifier, install_authentication
 from gateway.browsers import install_cors, install_security_headers
 from gateway.docs_page import install_docs
 from gateway.idempotency import build_idempotency
-from gateway.identity import ApiKeys, Identity, trust_proxies, user_bucket
+from gateway.identity import ApiKeys, Identity, trust_proxies
 from gateway.limit_store import ResilientRedisStorage
 from gateway.local_store import LocalIdempotencyStore, LocalState, private_state_path
 from gateway.metrics import touch_series
 from gateway.proxy import Upstream
-from gateway.ratelimits import build_limiter, clear_counters, install_limit_responses
+from gateway.ratelimits import build_limiter, install_limit_responses
 from gateway.settings import GatewaySettings
 from gateway.tiers import load_tiers
 from gateway.web import install_web
 
 log = structlog.get_logger(__name__)
+
+__all__ = ["create_app", "forget_person"]
 
 
 def upstream(name: str, url: str, settings: GatewaySettings, read_timeout: float) -> Upstream:
@@ -73,6 +75,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             "upload", settings.upload_svc_url, settings, settings.upload_read_timeout_seconds
         ),
         ai=upstream("ai", settings.ai_svc_url, settings, settings.ai_read_timeout_seconds),
+        library=upstream(
+            "library", settings.library_svc_url, settings, settings.library_read_timeout_seconds
+        ),
         idempotency=build_idempotency(
             settings.redis_url,
             settings.redis_timeout_seconds,
@@ -131,15 +136,3 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             path=str(local_path),
         )
     return app
-
-
-def forget_person(app: Flask, uid: str) -> None:
-    """Clear a person's rate-limit and quota counters and stored idempotent answers.
-
-    For account deletion (``DELETE /v1/me``): call it once the account is gone.
-    """
-    bucket = user_bucket(uid)
-    edge: Edge = app.extensions["gateway"]
-    authenticator: Authenticator = app.extensions["gateway_auth"]
-    clear_counters(app.extensions["gateway_limiter"], authenticator.tiers, bucket)
-    edge.idempotency.forget(bucket)

@@ -33,6 +33,12 @@ SNAPS = Counter(
     "POST /v1/snaps funnel: received, stored (upload done), succeeded (ideas returned).",
     ["stage"],
 )
+SNAP_RECORDS = Counter(
+    "gateway_snap_records_total",
+    "Signed-in snaps recorded in library-svc's history (recorded), or answered without "
+    "being recorded because library-svc could not take them (failed).",
+    ["outcome"],
+)
 IDEMPOTENT_REPLAYS = Counter(
     "gateway_idempotent_replays_total",
     "POSTs answered from the idempotency store instead of being run again.",
@@ -75,6 +81,7 @@ LIMIT_LABELS = ("default", "ai", "quota")
 STREAM_ROUTES = ("/v1/snaps", "/v1/ideas")
 STREAM_OUTCOMES = ("done", "error", "client_gone", "upstream_broken")
 SNAP_STAGES = ("received", "stored", "succeeded")
+SNAP_RECORD_OUTCOMES = ("recorded", "failed")
 
 
 def touch_series() -> None:
@@ -83,6 +90,8 @@ def touch_series() -> None:
         RATE_LIMITED.labels(label)
     for stage in SNAP_STAGES:
         SNAPS.labels(stage)
+    for outcome in SNAP_RECORD_OUTCOMES:
+        SNAP_RECORDS.labels(outcome)
     for route in STREAM_ROUTES:
         TIME_TO_FIRST_IDEA.labels(route)
         for outcome in STREAM_OUTCOMES:

@@ -15,6 +15,9 @@ from pydantic.json_schema import models_json_schema
 
 from gateway.contract import (
     BY_ENDPOINT,
+    DRAFT_ID_PATTERN,
+    LIBRARY_ID_PATTERN,
+    MAX_REVISION,
     OPERATIONS,
     UPLOAD_ID_PATTERN,
     Body,
@@ -147,13 +150,42 @@ def links(reply: Reply) -> dict[str, Any]:
 
 def parameters(operation: Operation) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    if "<upload_id>" in operation.rule:
+    for name, converter in operation.path_parameters:
+        if name == "upload_id":
+            schema: dict[str, Any] = {"type": "string", "pattern": UPLOAD_ID_PATTERN}
+        elif converter == "int":
+            schema = {"type": "integer", "minimum": 0, "maximum": MAX_REVISION}
+        elif name == "draft_id":
+            schema = {"type": "string", "pattern": DRAFT_ID_PATTERN}
+        else:
+            schema = {"type": "string", "pattern": LIBRARY_ID_PATTERN}
+        found.append({"name": name, "in": "path", "required": True, "schema": schema})
+    for name, description in operation.query:
         found.append(
             {
-                "name": "upload_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": UPLOAD_ID_PATTERN},
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                # An empty value is taken as absent (the default size).
+                "schema": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1, "maximum": 100},
+                        {"type": "string", "maxLength": 0},
+                    ]
+                }
+                if name == "page_size"
+                else {"type": "string"},
+            }
+        )
+    if operation.if_match:
+        found.append(
+            {
+                "name": "If-Match",
+                "in": "header",
+                "required": False,
+                "description": "The draft's etag; a change without it is 428, a stale one 412.",
+                "schema": {"type": "string"},
             }
         )
     if operation.idempotent:
@@ -251,6 +283,10 @@ def build_document(settings: GatewaySettings, tiers: Tiers) -> dict[str, Any]:
             {"name": "snaps", "description": "Photo in, ideas out, in one call."},
             {"name": "uploads", "description": "Stored photos."},
             {"name": "ideas", "description": "Ideas and the presets they are written with."},
+            {"name": "library", "description": "A signed-in person's history and change feed."},
+            {"name": "drafts", "description": "Drafts that save themselves, with versions."},
+            {"name": "account", "description": "The signed-in person: tier, usage, deletion."},
+            {"name": "billing", "description": "The purchase provider's webhooks."},
             {"name": "health", "description": "For load balancers and probes."},
         ],
         "paths": paths,

@@ -265,11 +265,13 @@ def forward(
     read_timeout: float,
     body_limit: int | None = None,
     keep_small: int = 0,
+    extra_headers: dict[str, str] | None = None,
 ) -> Response:
     """Send the current request to ``upstream`` at ``path`` and answer with its response.
 
     ``body_limit``: send the request body on, up to this size (None: send no body).
     ``keep_small``: read answers up to this size whole (for idempotent POSTs).
+    ``extra_headers``: headers the route sends on deliberately (never the identity ones).
     """
     query = request.query_string.decode("latin-1")
     upstream_response = call(
@@ -277,7 +279,7 @@ def forward(
         request.method,
         f"{path}?{query}" if query else path,
         data=None if body_limit is None else body_for_upstream(body_limit),
-        headers=headers_for_upstream(),
+        headers={**headers_for_upstream(), **(extra_headers or {})},
         stream=True,
         timeout=(upstream.client.timeout[0], read_timeout),
     )

@@ -38,6 +38,7 @@ class GatewaySettings(ServiceSettings):
     # that does not accept a connection within a second is not going to).
     upload_svc_url: str = "http://127.0.0.1:8081"
     ai_svc_url: str = "http://127.0.0.1:8082"
+    library_svc_url: str = "http://127.0.0.1:8083"
     upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
     upload_read_timeout_seconds: float = Field(default=30.0, gt=0)
     fetch_read_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -46,11 +47,17 @@ class GatewaySettings(ServiceSettings):
         default=10.0, gt=0, le=60, description="event streams: a comment line this often"
     )
     presets_read_timeout_seconds: float = Field(default=5.0, gt=0)
+    library_read_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="library-svc: history, drafts, account, recording snaps"
+    )
     upstream_pool_size: int = Field(default=32, ge=1, le=1024)
 
     # Bodies.
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
+    max_library_json_bytes: int = Field(
+        default=256 * 1024, gt=0, description="drafts and billing events (library-svc's limit)"
+    )
 
     # Rate limits and quotas, shared by every replica through Redis when it is set.
     redis_url: str | None = None

@@ -7,6 +7,16 @@ body, with its length, and the preset fields go to ai-svc with the new upload id
 the ideas step fails, the upload is deleted again, so a failed snap leaves nothing
 behind and the app can simply retry it.
 
+For a signed-in person library-svc takes part twice. Before the upload, admission: may
+they keep one more snap of this many bytes (their tier's history size and storage
+quota)? A refusal (403 ``history_limit_reached`` / ``storage_quota_exceeded``, 410
+``account_deleted``) is relayed as it is and nothing is stored; library-svc unreachable
+is 503 (no snap is taken that could not be kept). After the ideas, the snap is recorded
+in the history (idempotent per upload id, so it is retried once at once). If recording
+still fails the person keeps their answer (they paid an AI call for it) with
+``snap_id: null``; the failure is logged (``snap_not_recorded``) and counted in
+``gateway_snap_records_total{outcome="failed"}``. Anonymous snaps never reach library-svc.
+
 ``gateway_snaps_total{stage}`` follows the funnel: received, stored, succeeded.
 """
 
@@ -24,7 +34,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.formparser import FormDataParser
 
 from chassis.errors import ApiError
-from gateway.metrics import SNAPS
+from gateway.auth import current_caller
+from gateway.metrics import SNAP_RECORDS, SNAPS
 from gateway.proxy import (
     CHUNK,
     Upstream,
@@ -117,6 +128,52 @@ def json_or_error(upstream: Upstream, response: requests.Response) -> dict[str, 
     return payload
 
 
+RECORD_ATTEMPTS = 2
+UPLOAD_FIELDS = ("id", "size", "content_type", "width", "height", "sha256")
+
+
+def admit(library: Upstream, size: int) -> None:
+    """May the signed-in caller keep one more snap of ``size`` bytes? Raises the refusal."""
+    response = call(library, "POST", "/internal/admission", json={"bytes": size}, stream=True)
+    if response.status_code == 204:
+        response.close()
+        return
+    json_or_error(library, response)
+    raise ApiError(502, "bad_gateway", "A backing service gave an unexpected answer.")
+
+
+def record_snap(library: Upstream, upload: dict[str, Any], ideas: dict[str, Any]) -> str | None:
+    """Record a signed-in snap in the history; its id, or None when it could not be kept."""
+    body = {
+        "upload": {name: upload.get(name) for name in UPLOAD_FIELDS},
+        "preset": ideas.get("preset"),
+        "ideas": ideas.get("ideas"),
+        "provider": ideas.get("provider"),
+        "model": ideas.get("model"),
+        "usage": ideas.get("usage"),
+    }
+    failure = ""
+    for _ in range(RECORD_ATTEMPTS):
+        try:
+            recorded = json_or_error(
+                library, call(library, "POST", "/internal/snaps", json=body, stream=True)
+            )
+        except ApiError as error:
+            if error.status == 410:
+                raise  # the account is being deleted: this snap must not be kept
+            failure = error.code
+            if error.status < 500:
+                break
+            continue
+        if isinstance(recorded.get("id"), str):
+            SNAP_RECORDS.labels("recorded").inc()
+            return recorded["id"]
+        failure = "bad_gateway"
+    SNAP_RECORDS.labels("failed").inc()
+    log.warning("snap_not_recorded", upload_id=upload.get("id"), code=failure)
+    return None
+
+
 IdeasStep = Callable[[dict[str, Any], dict[str, Any], str], Response]
 """The ideas step told as an event stream: (stored upload, preset fields, client address)."""
 
@@ -124,6 +181,7 @@ IdeasStep = Callable[[dict[str, Any], dict[str, Any], str], Response]
 def create_snap(
     uploads: Upstream,
     ai: Upstream,
+    library: Upstream,
     settings: GatewaySettings,
     as_events: IdeasStep | None = None,
 ) -> Response:
@@ -133,6 +191,9 @@ def create_snap(
     length = stream.seek(0, 2)
     if length > settings.max_upload_bytes:
         raise too_large(settings.max_upload_bytes)
+    signed_in = current_caller().user is not None
+    if signed_in:
+        admit(library, length)
     forwarded = headers_for_upstream()
     upload = json_or_error(
         uploads,
@@ -172,7 +233,14 @@ def create_snap(
         discard_upload(uploads, upload["id"])
         raise
     SNAPS.labels("succeeded").inc()
-    response = jsonify({"upload": upload, **ideas})
+    answer: dict[str, Any] = {"upload": upload, **ideas}
+    if signed_in:
+        try:
+            answer["snap_id"] = record_snap(library, upload, ideas)
+        except ApiError:
+            discard_upload(uploads, upload["id"])
+            raise
+    response = jsonify(answer)
     response.status_code = 201
     return response
 

@@ -38,7 +38,9 @@ import structlog
 import urllib3
 from flask import Response, g, request, stream_with_context
 
+from chassis.errors import ApiError
 from chassis.requests_context import current_request_id
+from gateway.auth import current_caller
 from gateway.metrics import (
     SNAPS,
     STREAMS,
@@ -57,7 +59,7 @@ from gateway.proxy import (
     upstream_error,
 )
 from gateway.settings import GatewaySettings
-from gateway.snaps import discard_upload, json_or_error
+from gateway.snaps import discard_upload, json_or_error, record_snap
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +70,8 @@ ANSWER_LIMIT = 1024 * 1024
 JSON_FIRST = ("upload", "upload_id", "preset")
 
 KeepAnswer = Callable[[Response], None]
+OnDone = Callable[[dict[str, Any]], dict[str, Any]]
+"""Called with the final answer when ``done`` arrives; returns fields to add to it."""
 DropAnswer = Callable[[], None]
 
 
@@ -191,6 +195,7 @@ class Relay:
         started: float,
         client: socket.socket | None,
         request_id: str | None,
+        on_done: OnDone | None = None,
     ) -> None:
         self.upstream = upstream
         self.response = response
@@ -201,6 +206,7 @@ class Relay:
         self.started = started
         self.client = client
         self.request_id = request_id
+        self.on_done = on_done
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.outcome = Outcome()
 
@@ -267,7 +273,17 @@ class Relay:
             self.outcome.ideas.append(data.get("idea"))
             return sse("idea", data)
         if event.name == "done":
-            self.outcome.answer = ordered_answer(self.head, self.outcome.ideas, data)
+            answer = ordered_answer(self.head, self.outcome.ideas, data)
+            if self.on_done is not None:
+                try:
+                    added = self.on_done(answer)
+                except ApiError as error:
+                    self.outcome.how = "error"
+                    self.outcome.error = stream_error(error.status, error.code, error.message)
+                    return sse("error", self.outcome.error)
+                answer |= added
+                data = {**data, **added}
+            self.outcome.answer = answer
             self.outcome.how = "done"
             return sse("done", {**self.head, **data})
         if event.name == "error":
@@ -362,10 +378,16 @@ def snap_stream(
     *,
     uploads: Upstream,
     ai: Upstream,
+    library: Upstream,
     settings: GatewaySettings,
 ) -> Response:
-    """The ideas step of ``POST /v1/snaps`` as events, after the ``upload`` event."""
+    """The ideas step of ``POST /v1/snaps`` as events, after the ``upload`` event.
+
+    A signed-in snap is recorded in the history when ``done`` arrives, before the
+    ``done`` event is written, so that event carries its ``snap_id``.
+    """
     started = started_at()
+    signed_in = current_caller().user is not None
     try:
         response = open_ideas_stream(
             ai,
@@ -375,11 +397,18 @@ def snap_stream(
         )
         if not is_event_stream(response):
             ideas = json_or_error(ai, response)
+            answer_json: dict[str, Any] = {"upload": upload, **ideas}
+            if signed_in:
+                answer_json["snap_id"] = record_snap(library, upload, ideas)
             SNAPS.labels("succeeded").inc()
-            return replayed_stream(json_answer({"upload": upload, **ideas}, 201))
+            return replayed_stream(json_answer(answer_json, 201))
     except BaseException:
         discard_upload(uploads, upload["id"])
         raise
+
+    def recorded(answer: dict[str, Any]) -> dict[str, Any]:
+        return {"snap_id": record_snap(library, upload, answer)}
+
     relay = Relay(
         ai,
         response,
@@ -390,9 +419,13 @@ def snap_stream(
         started=started,
         client=request.environ.get("gunicorn.socket"),
         request_id=current_request_id(),
+        on_done=recorded if signed_in else None,
     )
     answer = event_stream(iter(()))
 
+    # The request context stays up while streaming: discarding or recording the snap
+    # calls services as the verified caller.
+    @stream_with_context
     def body() -> Iterator[bytes]:
         try:
             yield from relay.run()

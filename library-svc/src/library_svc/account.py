@@ -62,14 +62,17 @@ def me_json(uid: str) -> dict[str, Any]:
     return {
         "uid": uid,
         "tier": tier,
-        "limits": limits.public(),
+        "limits": {
+            "history_size": limits.history_size,
+            "storage_bytes": limits.storage_quota_bytes,
+        },
         "usage": {"date": day, "snaps": today},
         "entitlements": [entitlement_json(item) for item in entitlements_of(session, uid)],
         "features": {"ads": tier != "pro"},
         "history": {"snaps": history_count(session, uid), "limit": limits.history_size},
         "storage": {
             "used_bytes": used,
-            "limit_bytes": limits.storage_bytes,
+            "limit_bytes": limits.storage_quota_bytes,
             "counted_by": counted_by,
         },
     }

@@ -16,6 +16,7 @@ from chassis.app import create_service_app
 from chassis.errors import error_response
 from chassis.health import add_readiness_check
 from chassis.settings import load_settings
+from chassis.tiers import TiersError, load_tiers
 from library_svc.access import refuse_if_deleted, signed_in_user
 from library_svc.account import blueprint as account_blueprint
 from library_svc.billing import blueprint as billing_blueprint
@@ -27,7 +28,6 @@ from library_svc.settings import LibrarySettings
 from library_svc.snaps import blueprint as snaps_blueprint
 from library_svc.sweep import start_periodic_sweep
 from library_svc.sync import blueprint as sync_blueprint
-from library_svc.tiers import load_tiers
 from library_svc.uploads_client import UploadsClient
 
 OPEN_ROUTES = frozenset({"/v1/billing/events"})
@@ -48,7 +48,10 @@ def create_app(settings: LibrarySettings | None = None, engine: Engine | None = 
         instrument(engine)
     install_database(app, engine)
     app.extensions["page_tokens"] = PageTokens(settings.page_token_secret.get_secret_value())
-    app.extensions["tiers"] = load_tiers(settings.tiers_file)
+    try:
+        app.extensions["tiers"] = load_tiers(settings.tiers_file)
+    except TiersError as error:
+        raise SystemExit(f"invalid setting TIERS_FILE: {error}") from None
     app.extensions["uploads"] = UploadsClient(
         settings.upload_svc_url, settings.upload_svc_timeout_seconds
     )

@@ -161,7 +161,7 @@ def expected_version() -> int | None:
             428, "precondition_required", "If-Match must name the draft's etag, not '*'."
         )
     for tag in tags.as_set():
-        if tag.startswith("v") and tag[1:].isdigit():
+        if tag and tag.startswith("v") and tag[1:].isascii() and tag[1:].isdigit():
             return int(tag[1:])
     return None
 

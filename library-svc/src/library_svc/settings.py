@@ -14,8 +14,6 @@ from pydantic import Field, SecretStr
 
 from chassis.settings import ServiceSettings
 
-DEFAULT_TIERS_FILE = Path(__file__).with_name("tiers.yaml")
-
 
 class LibrarySettings(ServiceSettings):
     service_name: str = "library-svc"
@@ -33,7 +31,9 @@ class LibrarySettings(ServiceSettings):
         default=SecretStr("development-page-token-secret"),
         description="HMAC key signing page tokens and sync cursors",
     )
-    tiers_file: Path = Field(default=DEFAULT_TIERS_FILE, description="per-tier limits (YAML)")
+    tiers_file: Path | None = Field(
+        default=None, description="the tier table (YAML); unset: the one packaged with chassis"
+    )
 
     max_draft_bytes: int = Field(default=256 * 1024, gt=0, description="largest draft body")
     max_snap_record_bytes: int = Field(default=512 * 1024, gt=0)

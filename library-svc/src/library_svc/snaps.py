@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chassis.caller import current_caller
 from chassis.errors import ApiError
+from chassis.tiers import Tier
 from library_svc.access import lock_person, signed_in_user
 from library_svc.bodies import parsed
 from library_svc.database import db
@@ -33,7 +34,6 @@ from library_svc.entitlements import tier_of
 from library_svc.models import Snap, Tombstone, utcnow
 from library_svc.page_tokens import page_size
 from library_svc.settings import LibrarySettings
-from library_svc.tiers import TierLimits
 from library_svc.uploads_client import UploadsClient
 from library_svc.usage import history_count, storage_used
 
@@ -87,7 +87,7 @@ def uploads() -> UploadsClient:
     return current_app.extensions["uploads"]
 
 
-def limits_for(tier: str) -> TierLimits:
+def limits_for(tier: str) -> Tier:
     return current_app.extensions["tiers"][tier]
 
 
@@ -178,12 +178,12 @@ def admission() -> ResponseReturnValue:
             details={"limit": limits.history_size, "used": kept, "tier": tier},
         )
     used = storage_used(session, uploads(), owner)
-    if used + wanted > limits.storage_bytes:
+    if used + wanted > limits.storage_quota_bytes:
         raise ApiError(
             403,
             "storage_quota_exceeded",
-            f"The {tier} tier stores {limits.storage_bytes} bytes of photos.",
-            details={"limit": limits.storage_bytes, "used": used, "tier": tier},
+            f"The {tier} tier stores {limits.storage_quota_bytes} bytes of photos.",
+            details={"limit": limits.storage_quota_bytes, "used": used, "tier": tier},
         )
     return Response(status=204)
 

@@ -9,7 +9,7 @@ const VIEWS = ["snap-view", "sign-in-view", "history-view", "draft-view", "accou
 const SAVE_DELAY_MS = 800;
 let session = null;
 let authApi = null;
-let historyCursor = null;
+let historyPageToken = null;
 let draft = null;
 let saveTimer = null;
 
@@ -89,20 +89,20 @@ export async function startAccount(config, onIdea) {
 
 async function openHistory(config, onIdea, fresh) {
   if (fresh) {
-    historyCursor = null;
+    historyPageToken = null;
     $("history").replaceChildren();
     show("history-view");
   }
   try {
-    const query = historyCursor ? `?cursor=${encodeURIComponent(historyCursor)}` : "";
+    const query = historyPageToken ? `?page_token=${encodeURIComponent(historyPageToken)}` : "";
     const page = await (await call(`/v1/snaps${query}`)).json();
-    for (const snap of page.items || page.snaps || []) {
+    for (const snap of page.snaps) {
       const item = document.createElement("li");
-      if (snap.upload_id) {
+      if (snap.upload && snap.upload.id) {
         const image = document.createElement("img");
-        image.src = `/v1/uploads/${snap.upload_id}/thumbnail`;
         image.alt = "";
         item.append(image);
+        showThumbnail(image, snap.upload.id);
       }
       const title = document.createElement("p");
       const ideas = snap.ideas || [];
@@ -117,26 +117,45 @@ async function openHistory(config, onIdea, fresh) {
       }
       $("history").append(item);
     }
-    historyCursor = page.next_cursor || null;
-    $("history-more").hidden = !historyCursor;
+    historyPageToken = page.next_page_token || null;
+    $("history-more").hidden = !historyPageToken;
     $("history-empty").hidden = $("history").children.length > 0;
   } catch (failure) {
     say("status", failure, config);
   }
 }
 
+// A signed-in person's photos are private: the thumbnail is fetched with their token.
+export async function showThumbnail(image, uploadId) {
+  try {
+    const blob = await (await call(`/v1/uploads/${encodeURIComponent(uploadId)}/thumbnail`)).blob();
+    image.src = URL.createObjectURL(blob);
+  } catch {
+    image.removeAttribute("src");
+  }
+}
+
+// A draft is a title and a body; the hashtags are kept as the body's last line.
+const HASHTAG_LINE = /\n\n((?:#\S+\s*)+)$/;
+
+function withHashtags(body, hashtags) {
+  const tags = hashtags.filter(Boolean).join(" ");
+  return tags ? `${body}\n\n${tags}` : body;
+}
+
 function fillDraft(found) {
   draft.etag = found.etag;
+  const text = found.body || "";
+  const tags = text.match(HASHTAG_LINE);
   $("draft-title").value = found.title || "";
-  $("draft-body").value = found.body || "";
-  $("draft-hashtags").value = (found.hashtags || []).join(" ");
+  $("draft-body").value = tags ? text.slice(0, tags.index) : text;
+  $("draft-hashtags").value = tags ? tags[1].trim() : "";
 }
 
 function draftBody() {
   return {
     title: $("draft-title").value,
-    body: $("draft-body").value,
-    hashtags: $("draft-hashtags").value.split(/\s+/).filter(Boolean),
+    body: withHashtags($("draft-body").value, $("draft-hashtags").value.split(/\s+/)),
   };
 }
 
@@ -148,8 +167,12 @@ export async function openDraft(config, idea, snap = null) {
   try {
     const response = await call(`/v1/drafts/${draft.id}`, {
       method: "PUT",
-      headers: { "Content-Type": "application/json", "If-None-Match": "*" },
-      body: JSON.stringify({ ...idea, snap_id: snap ? snap.id : null }),
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        title: idea.title || "",
+        body: withHashtags(idea.body || "", idea.hashtags || []),
+        snap_id: snap ? snap.id : null,
+      }),
     });
     fillDraft({ ...(await response.json()), etag: response.headers.get("ETag") });
     $("draft-status").textContent = "Saved.";
@@ -179,7 +202,8 @@ async function save(config) {
     await loadRevisions(config);
   } catch (failure) {
     if (failure instanceof ApiFailure && failure.status === 412) {
-      const current = (failure.body && (failure.body.current || failure.body.draft)) || null;
+      // The draft as it is now, from the other device: error.details.current.
+      const current = (failure.details && failure.details.current) || null;
       draft.theirs = current;
       $("draft-conflict").hidden = false;
       $("draft-status").textContent = "Not saved: changed on another device.";
@@ -194,7 +218,7 @@ async function loadRevisions(config) {
   try {
     const answer = await (await call(`/v1/drafts/${draft.id}/revisions`)).json();
     list.replaceChildren(
-      ...(answer.items || answer.revisions || []).map((revision) => {
+      ...answer.revisions.map((revision) => {
         const item = document.createElement("li");
         const when = revision.created_at ? new Date(revision.created_at).toLocaleString() : "";
         item.textContent = `Version ${revision.rev} ${when} `;

@@ -97,7 +97,13 @@ function resetResult() {
 function showUpload(upload) {
   $("result").hidden = false;
   const thumb = $("thumbnail");
-  thumb.src = upload.urls && upload.urls.thumbnail ? upload.urls.thumbnail : `/v1/uploads/${upload.id}/thumbnail`;
+  if (account && account.signedIn()) {
+    // A signed-in person's photo is theirs alone: fetched with their token.
+    thumb.removeAttribute("src");
+    account.showThumbnail(thumb, upload.id);
+  } else {
+    thumb.src = upload.urls && upload.urls.thumbnail ? upload.urls.thumbnail : `/v1/uploads/${upload.id}/thumbnail`;
+  }
   $("stored-caption").textContent = `Stored ${upload.width}×${upload.height}, metadata removed.`;
   $("stored").hidden = false;
 }
