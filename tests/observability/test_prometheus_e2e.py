@@ -140,10 +140,11 @@ def prometheus(
                 "endpoint": "metrics",
             },
         )
-        for service in stack.services
+        for service in [*stack.services, stack.library]
+        if service is not None
     ]
     with running_prometheus(tmp, targets, rules) as running:
-        running.wait_until(lambda: running.targets_up(3), "all three targets up")
+        running.wait_until(lambda: running.targets_up(len(targets)), "every target up")
         yield running
 
 
@@ -272,6 +273,7 @@ def test_red_panels_see_each_service_and_the_snaps_route(
         "gateway",
         "upload-svc",
         "ai-svc",
+        "library-svc",
     }
     by_route = prometheus.query(queries["ideasnap-overview / Requests per second by route / A"])
     routes = {(s["metric"]["job"], s["metric"]["method"], s["metric"]["route"]) for s in by_route}

@@ -23,6 +23,7 @@ from library_svc.billing import blueprint as billing_blueprint
 from library_svc.claims import FirebaseAccounts
 from library_svc.database import check_database, create_db_engine, db, install_database
 from library_svc.drafts import blueprint as drafts_blueprint
+from library_svc.metrics import declare_series
 from library_svc.page_tokens import PageTokens
 from library_svc.settings import LibrarySettings
 from library_svc.snaps import blueprint as snaps_blueprint
@@ -90,4 +91,5 @@ def create_app(settings: LibrarySettings | None = None, engine: Engine | None = 
     add_readiness_check(app, "database", lambda: check_database(engine))
     if settings.sweep_interval_seconds > 0:
         start_periodic_sweep(app, settings.sweep_interval_seconds)
+    declare_series()
     return app

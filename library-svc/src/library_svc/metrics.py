@@ -41,3 +41,10 @@ BILLING_EVENTS = Counter(
     "Purchase-provider webhook events by type and outcome (applied, duplicate, ignored).",
     ["type", "outcome"],
 )
+
+
+def declare_series() -> None:
+    """Create the outcome series at 0, so an alert on their increase has a baseline and the
+    dashboards show a zero rather than no data before the first deletion."""
+    for outcome in ("completed", "failed"):
+        ACCOUNT_DELETIONS.labels(outcome)

@@ -53,7 +53,18 @@ def sweep_once(app: Flask) -> dict[str, int]:
 def start_periodic_sweep(app: Flask, interval: float) -> threading.Thread:
     stop = threading.Event()
 
+    def publish() -> None:
+        from library_svc.database import db
+
+        with app.test_request_context("/internal/sweep"):
+            deletion.publish_pending(db())
+
     def loop() -> None:
+        # The pending count is known from the start, not only after the first interval.
+        try:
+            publish()
+        except Exception as error:
+            log.warning("pending_deletions_unknown", error=str(error))
         while not stop.wait(interval):
             try:
                 log.info("sweep", **sweep_once(app))
