@@ -145,21 +145,28 @@ def test_the_gemini_call_is_a_genai_client_span_with_its_http_span_inside(
 
 def test_the_chassis_instruments_the_transport_google_genai_uses() -> None:
     from google.genai import _api_client
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
     from chassis import tracing
 
     assert _api_client._get_http_client_backend() == "httpx2"
-    instrumentor = HTTPX2ClientInstrumentor()
-    was_on = instrumentor.is_instrumented_by_opentelemetry
-    if was_on:
-        instrumentor.uninstrument()
+    # The chassis instruments every HTTP client library at once; this process's own
+    # clients (the tests' requests) must be as they were afterwards.
+    instrumentors = [HTTPX2ClientInstrumentor(), HTTPXClientInstrumentor(), RequestsInstrumentor()]
+    were_on = [instrumentor.is_instrumented_by_opentelemetry for instrumentor in instrumentors]
+    for instrumentor, was_on in zip(instrumentors, were_on, strict=True):
+        if was_on:
+            instrumentor.uninstrument()
     try:
         tracing._instrument_outgoing_http()
-        assert instrumentor.is_instrumented_by_opentelemetry
+        assert instrumentors[0].is_instrumented_by_opentelemetry
     finally:
-        instrumentor.uninstrument()
-        if was_on:
-            instrumentor.instrument()
+        for instrumentor, was_on in zip(instrumentors, were_on, strict=True):
+            if instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.uninstrument()
+            if was_on:
+                instrumentor.instrument()
 
 
 @pytest.mark.integration
