@@ -378,6 +378,37 @@ def test_the_body_limit_is_enforced_at_the_edge(rig: Rig, upstreams: Upstreams) 
     assert ok.json()["size"] > 0
 
 
+def test_requests_the_http_server_refuses_get_the_error_envelope(
+    rig: Rig, upstreams: Upstreams
+) -> None:
+    """A query string over gunicorn's line limit, or too many headers, is a JSON error.
+
+    Both are refused before any route runs, by the gateway and by a service alike, and
+    every operation of the published document lists the two statuses.
+    """
+    long_query = "&".join(f"page_size={index}" for index in range(800))
+    for base in (rig.direct.url, upstreams.upload.url):
+        too_long = requests.get(f"{base}/v1/presets?{long_query}", timeout=10)
+        assert too_long.status_code == 414
+        assert too_long.headers["Content-Type"] == "application/json"
+        error = too_long.json()["error"]
+        assert error["code"] == "uri_too_long"
+        assert error["request_id"] == too_long.headers["X-Request-ID"]
+
+    many = {f"X-Extra-{index}": "1" for index in range(120)}
+    too_many = requests.get(f"{rig.direct.url}/v1/presets", headers=many, timeout=10)
+    assert too_many.status_code == 431
+    assert too_many.json()["error"]["code"] == "header_fields_too_large"
+
+    # The worker answers the next request as usual.
+    assert requests.get(f"{rig.direct.url}/v1/presets", timeout=10).status_code == 200
+    document = requests.get(f"{rig.direct.url}/openapi.json", timeout=10).json()
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                assert {"414", "431"} <= operation["responses"].keys(), (method, path)
+
+
 def test_timeouts_and_refused_connections_in_process(bare_app: Callable[..., Flask]) -> None:
     with SilentUpstream() as silent:
         app = bare_app(

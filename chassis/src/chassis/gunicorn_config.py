@@ -83,7 +83,9 @@ def gunicorn_settings(
 
     def post_worker_init(worker: Any) -> None:
         from chassis.metrics import WORKER_THREADS
+        from chassis.parse_errors import install_json_parse_errors
 
+        install_json_parse_errors()
         WORKER_THREADS.set(threads)
 
     def child_exit(server: Any, worker: Any) -> None:

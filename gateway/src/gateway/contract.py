@@ -435,8 +435,10 @@ def errors(*statuses: int) -> dict[int, Reply]:
         ),
         428: "A change needs the draft's etag in If-Match (`precondition_required`).",
         413: "The body is larger than the limit.",
+        414: "The request line is too long (`uri_too_long`): shorten the query string.",
         415: "The image is not JPEG, PNG, WebP or HEIC, or the body has the wrong type.",
         422: "Valid syntax, but the content was refused (see the code).",
+        431: "The request headers are too large or too many (`header_fields_too_large`).",
         429: "A rate limit or the daily AI quota was hit; retry after Retry-After.",
         502: "A backing service failed or answered something unexpected.",
         503: (
@@ -464,6 +466,8 @@ def errors(*statuses: int) -> dict[int, Reply]:
 
 
 UPSTREAM = (502, 503, 504)
+# What the HTTP server refuses before any route runs, so every operation can answer it.
+REFUSED_BEFORE_ROUTING = (414, 431)
 UPLOAD_OPERATIONS = ("get_upload", "get_thumbnail", "delete_upload")
 LIMITED = (401, 429)
 PAGING = (

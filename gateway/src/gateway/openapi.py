@@ -19,10 +19,12 @@ from gateway.contract import (
     LIBRARY_ID_PATTERN,
     MAX_REVISION,
     OPERATIONS,
+    REFUSED_BEFORE_ROUTING,
     UPLOAD_ID_PATTERN,
     Body,
     Operation,
     Reply,
+    errors,
 )
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.settings import GatewaySettings
@@ -105,7 +107,8 @@ def request_body(body: Body) -> dict[str, Any]:
 
 def responses(operation: Operation) -> dict[str, Any]:
     documented: dict[str, Any] = {}
-    for status, reply in sorted(operation.replies.items()):
+    replies = {**errors(*REFUSED_BEFORE_ROUTING), **operation.replies}
+    for status, reply in sorted(replies.items()):
         entry: dict[str, Any] = {
             "description": reply.description,
             "headers": header_refs(operation, reply, status),
