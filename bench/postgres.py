@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.processes import free_port
 
 SUPERUSER = "bench"
 DATABASE = "library"
@@ -28,12 +29,6 @@ def binaries() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
     return found[-1].parent
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def as_server_user(command: list[str]) -> list[str]:

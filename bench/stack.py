@@ -35,7 +35,6 @@ from tests.support.processes import (
     Stack,
     free_port,
     gunicorn_service,
-    wait_http,
 )
 
 OBSERVABILITY_OFF = {
@@ -181,7 +180,7 @@ def start_together(
         for member in stack.services:
             member.managed.start()
         for member in stack.services:
-            wait_http(f"{member.url}/healthz", START_TIMEOUT_SECONDS, member.managed.process)
+            member.wait_ready(START_TIMEOUT_SECONDS)
     except BaseException:
         stop_together(stack)
         raise

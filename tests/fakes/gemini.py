@@ -65,6 +65,8 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from PIL import Image
 
+from tests.support.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 IMAGE_TOKENS_PER_TILE = 258
@@ -1121,7 +1123,7 @@ class FakeGeminiProcess:
         python: str = sys.executable,
     ) -> None:
         self.latency = latency
-        self.port = port or free_loopback_port()
+        self.port = port or free_port()
         self.log_path = log_path
         self.python = python
         self.process: subprocess.Popen | None = None
@@ -1181,12 +1183,6 @@ class FakeGeminiProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,23 +96,25 @@ def upload_id(stack: Stack) -> str:
 
 
 def saturate(service: Service, url: str, body: dict[str, object], capacity: int) -> list[Future]:
-    """Send slow requests until every request thread of the service holds one.
+    """Send exactly `capacity` slow requests, each on its own connection, and wait until
+    every one of them holds a request thread.
 
-    gunicorn's workers accept connections greedily, so one worker may queue requests
-    while another still has free threads: keep sending (each on a new connection) until
-    the service reports `capacity` requests in flight.
+    A worker takes a connection only with a free thread, so no request may wait behind
+    a busy worker while another worker still has a thread idle.
     """
-    pool = ThreadPoolExecutor(max_workers=4 * capacity)
-    futures: list[Future] = []
-    deadline = time.monotonic() + 30
-    while total(service.metrics_url, "http_server_active_requests") < capacity:
-        assert time.monotonic() < deadline, f"{service.name} never held {capacity} requests"
-        assert len(futures) < 4 * capacity, f"{service.name} queues instead of serving"
-        futures.append(
-            pool.submit(requests.post, url, json=body, headers={"Connection": "close"}, timeout=120)
+    pool = ThreadPoolExecutor(max_workers=capacity)
+    futures = [
+        pool.submit(requests.post, url, json=body, headers={"Connection": "close"}, timeout=120)
+        for _ in range(capacity)
+    ]
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + 10
+    while (active := total(service.metrics_url, "http_server_active_requests")) < capacity:
+        assert time.monotonic() < deadline, (
+            f"{service.name} serves {active:.0f} of {capacity} requests: a worker queued "
+            "a request while another had a free thread"
         )
         time.sleep(0.2)
-    pool.shutdown(wait=False)
     return futures
 
 

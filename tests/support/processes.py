@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,38 @@ SERVICE_DIRS = {
 }
 
 
+LISTENER_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free now, below the kernel's ephemeral range, never given twice.
+
+    A port from ``bind(0)`` lies in the ephemeral range, which every outgoing connection
+    also draws from: between the check and the server's own bind, a client socket of
+    another test may take it, and the server dies with "address in use". Ports below
+    that range are only ever taken by listeners, and this process hands each out once.
+    """
+    ports = range(LISTENER_PORTS.start, min(LISTENER_PORTS.stop, _ephemeral_low()))
+    for _ in range(200):
+        port = random.choice(ports)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {ports.start}-{ports.stop - 1}")
 
 
 def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
@@ -145,8 +174,16 @@ class Service:
 
     def start(self, timeout: float = 30.0) -> Service:
         self.managed.start()
-        wait_http(f"{self.url}/healthz", timeout, self.managed.process)
+        self.wait_ready(timeout)
         return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait for /healthz; a service that dies first fails with its last log lines."""
+        try:
+            wait_http(f"{self.url}/healthz", timeout, self.managed.process)
+        except RuntimeError as error:
+            tail = "\n".join(self.managed.log_text().splitlines()[-20:])
+            raise RuntimeError(f"{self.name}: {error}\n{tail}") from error
 
     def stop(self) -> int | None:
         code = self.managed.stop()

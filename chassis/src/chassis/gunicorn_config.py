@@ -1,7 +1,8 @@
 """gunicorn settings shared by every service.
 
 A service's ``gunicorn.conf.py`` is two lines: it calls :func:`gunicorn_settings` and
-publishes the result. Workers are gthread (the services mostly wait on I/O); workers,
+publishes the result. Workers are gthread (the services mostly wait on I/O; see
+:mod:`chassis.worker` for how they share connections); workers,
 threads and timeouts come from the environment. The master validates the settings
 before forking, so a bad value stops start-up once with a clear message, prepares the
 prometheus multiprocess directory, and serves ``/metrics`` for all workers and the
@@ -100,7 +101,7 @@ def gunicorn_settings(
     return {
         "wsgi_app": app,
         "bind": [f"{host}:{_env_int('PORT', port)}"],
-        "worker_class": "gthread",
+        "worker_class": "chassis.worker.ThreadWorker",
         "workers": workers,
         "threads": threads,
         # The app factory must run in each worker, after fork: tracing's exporter thread
