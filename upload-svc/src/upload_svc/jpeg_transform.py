@@ -29,6 +29,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import sys
+from pathlib import Path
 
 # tjTransform operations (turbojpeg.h)
 TJXOP_HFLIP, TJXOP_VFLIP, TJXOP_TRANSPOSE, TJXOP_TRANSVERSE = 1, 2, 3, 4
@@ -66,10 +68,18 @@ class _Transform(ctypes.Structure):
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """libturbojpeg, loaded once; None when the system does not have it."""
-    name = ctypes.util.find_library("turbojpeg") or "libturbojpeg.so.0"
-    try:
-        found = ctypes.CDLL(name)
-    except OSError:
+    # The system's (Debian's libturbojpeg0), else the copy the container image keeps in
+    # the environment (its runtime stage installs no packages).
+    candidates = [ctypes.util.find_library("turbojpeg"), "libturbojpeg.so.0"]
+    candidates.append(str(Path(sys.prefix) / "lib" / "libturbojpeg.so.0"))
+    found = None
+    for name in filter(None, candidates):
+        try:
+            found = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    if found is None:
         return None
     found.tjInitTransform.restype = ctypes.c_void_p
     found.tjInitTransform.argtypes = []
