@@ -13,7 +13,9 @@
    decoder validates the whole file but never builds the full-size pixels.
 4. Clean. When no rotation is needed (the common case), the metadata blocks are cut out
    of the file without re-encoding (:mod:`upload_svc.stripping`): same pixels, same
-   size, no quality lost. A photo whose EXIF orientation is not "upright" is rotated
+   size, no quality lost. A JPEG whose EXIF orientation is not "upright" is stripped,
+   then turned in the DCT domain (:mod:`upload_svc.jpeg_transform`) and decoded once,
+   in draft mode; other rotated images, and a JPEG the transform declines, are rotated
    and re-encoded (a JPEG with its own quantisation tables, so at its own quality) and
    written without any metadata. HEIC is re-encoded as JPEG (PNG when it has
    transparency): few viewers outside Apple's can show HEIC.
