@@ -88,8 +88,8 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: system-deps
-system-deps: ## install the Debian servers and tools the tests start (redis-server, prometheus, nginx, wrk, busybox, postgresql, chromium) if missing
-	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgres chromium
+system-deps: ## install the Debian servers, tools and libraries the tests use (redis-server, prometheus, nginx, wrk, busybox, postgresql, chromium, libturbojpeg0) if missing
+	@scripts/ensure-system-packages.sh redis-server prometheus promtool nginx wrk busybox postgres chromium libturbojpeg.so.0
 
 FIREBASE_WEB_VERSION := 12.9.0
 WEB_VENDOR := gateway/src/gateway/web_assets/vendor

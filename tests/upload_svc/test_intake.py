@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageChops, ImageOps, ImageStat, JpegImagePlugin
 
 from chassis.errors import ApiError
 from tests.upload_svc import corpus
+from upload_svc import intake
 from upload_svc.intake import AcceptedImage, IntakeLimits, accepted_image, renditions
 
 LIMITS = IntakeLimits()
@@ -54,7 +56,11 @@ def peak_rss_growth(action: object) -> int:
 def test_every_exif_orientation_is_applied_to_the_pixels(orientation: int) -> None:
     with accept(corpus.oriented(orientation)) as accepted:
         assert (accepted.width, accepted.height) == (90, 60)
-        assert accepted.reencoded == (orientation != 1)
+        # 90x60 is no multiple of the 16 px MCU, and trimming the ragged strip would crop
+        # a picture this small visibly: only the transpose (5), which moves no partial
+        # edge, is turned losslessly; the other orientations are re-encoded, exactly sized.
+        assert accepted.transformed == (orientation == 5)
+        assert accepted.reencoded == (orientation not in (1, 5))
         data = stored_bytes(accepted)
         preview, thumbnail = renditions(accepted, LIMITS)
     with Image.open(io.BytesIO(data)) as stored:
@@ -248,3 +254,79 @@ def test_mpo_keeps_only_the_first_picture() -> None:
 def test_refusals(data: bytes, status: int, code: str) -> None:
     error = refused(data)
     assert (error.status, error.code) == (status, code)
+
+
+# Not a multiple of the 16 px MCU either way: the ragged strip is trimmed (under 1%).
+ROTATED_SIZE = (2008, 1503)
+
+
+@functools.cache
+def rotated_photo(orientation: int) -> bytes:
+    """A phone photo stored sideways (or upside down) with GPS and device EXIF."""
+    upright = corpus.photo_pixels(*ROTATED_SIZE, seed=orientation, noise=30)
+    method = corpus.SENSOR_LAYOUT[orientation]
+    sensor = upright if method is None else upright.transpose(method)
+    out = io.BytesIO()
+    exif = corpus.private_exif(orientation=orientation).tobytes()
+    sensor.save(out, "JPEG", quality=88, exif=exif)
+    return out.getvalue()
+
+
+def transposed_table(table: list[int]) -> list[int]:
+    return [table[column * 8 + row] for row in range(8) for column in range(8)]
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8, 2, 7])
+def test_rotated_jpeg_is_turned_upright_without_a_reencode(orientation: int) -> None:
+    original = rotated_photo(orientation)
+    with accept(original) as accepted:
+        data = stored_bytes(accepted)
+        facts = (accepted.transformed, accepted.reencoded, accepted.width, accepted.height)
+    assert facts[:2] == (True, False)
+    assert facts[2:] == Image.open(io.BytesIO(data)).size
+    swaps = orientation in (5, 6, 7, 8)
+    with Image.open(io.BytesIO(original)) as source, Image.open(io.BytesIO(data)) as stored:
+        # The source's own quality: its tables, transposed along with the coefficients
+        # when the picture is turned a quarter.
+        tables = {k: transposed_table(v) for k, v in source.quantization.items()}
+        assert stored.quantization == (tables if swaps else source.quantization)
+        assert JpegImagePlugin.get_sampling(stored) == JpegImagePlugin.get_sampling(source)
+        assert not stored.getexif()
+        assert not stored.getexif().get_ifd(0x8825)
+        expected = ImageOps.exif_transpose(source)
+        width, height = stored.size
+        for full, kept in ((expected.width, width), (expected.height, height)):
+            assert 0 <= full - kept < 16
+            assert full - kept <= full / 100
+        # Where the kept pixels are in the upright picture: the trim takes the ragged
+        # strip at the source's right and bottom edges, wherever the turn puts them.
+        kept = Image.new("L", source.size)
+        kept.paste(255, (0, 0, *((height, width) if swaps else (width, height))))
+        region = kept.transpose(intake.TRANSPOSE[orientation]).getbbox()
+        difference = ImageChops.difference(expected.crop(region), stored.convert("RGB"))
+        mean = sum(ImageStat.Stat(difference).mean) / 3
+        assert mean < 1.0, mean
+    assert corpus.SERIAL.encode() not in data
+    assert b"Pixelphone" not in data
+    assert b"Exif\x00\x00" not in data
+
+
+def test_a_snap_decodes_its_original_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preview and thumbnail come from intake's one reduced decode, rotated photo or not."""
+    decodes: list[str] = []
+    get_decoder = Image._getdecoder
+
+    def counting(mode: str, decoder_name: str, *args: object, **kwargs: object) -> object:
+        decodes.append(decoder_name)
+        return get_decoder(mode, decoder_name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image, "_getdecoder", counting)
+    for photo in (rotated_photo(6), corpus.phone_photo(2000, 1500, noise=10)):
+        decodes.clear()
+        with accept(photo) as accepted:
+            preview, thumbnail = renditions(accepted, LIMITS)
+            decoded_size = accepted.decoded.size
+        assert decodes == ["jpeg"]
+        assert max(decoded_size) < 2000  # draft mode: never the full size
+        assert preview.data
+        assert thumbnail.data

@@ -13,7 +13,9 @@
    decoder validates the whole file but never builds the full-size pixels.
 4. Clean. When no rotation is needed (the common case), the metadata blocks are cut out
    of the file without re-encoding (:mod:`upload_svc.stripping`): same pixels, same
-   size, no quality lost. A photo whose EXIF orientation is not "upright" is rotated
+   size, no quality lost. A JPEG whose EXIF orientation is not "upright" is stripped,
+   then turned in the DCT domain (:mod:`upload_svc.jpeg_transform`) and decoded once,
+   in draft mode; other rotated images, and a JPEG the transform declines, are rotated
    and re-encoded (a JPEG with its own quantisation tables, so at its own quality) and
    written without any metadata. HEIC is re-encoded as JPEG (PNG when it has
    transparency): few viewers outside Apple's can show HEIC.
@@ -29,6 +31,7 @@ nothing is held whole in memory except the small renditions.
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
 import threading
 import time
@@ -42,7 +45,7 @@ import structlog
 from PIL import Image, JpegImagePlugin
 
 from chassis.errors import ApiError
-from upload_svc import exif
+from upload_svc import exif, jpeg_transform
 from upload_svc.derivatives import Rendition, draft_request, render_pair
 from upload_svc.metrics import PROCESSING_DURATION
 from upload_svc.sniffing import HEIF, JPEG, PNG, SNIFF_BYTES, WEBP, describe, sniff
@@ -106,6 +109,7 @@ class AcceptedImage:
     frames: int
     captured_at: str | None
     reencoded: bool
+    transformed: bool  # turned upright in the DCT domain: same quality, no re-encode
     decoded: Image.Image
     profile: bytes | None
 
@@ -209,6 +213,47 @@ def reencode(
     return "image/jpeg"
 
 
+def upright_jpeg(
+    image: Image.Image,
+    sniffed: str,
+    clean: CleanFile | None,
+    turn: int,
+    *,
+    limits: IntakeLimits,
+) -> dict[str, Any] | None:
+    """A rotated JPEG turned upright in the DCT domain (:mod:`upload_svc.jpeg_transform`).
+
+    The stripped file is what is turned, so the result carries only the allow-listed
+    segments. It is then decoded once, in draft mode, like an upright file: that decode
+    validates every byte and gives the pixels the renditions are made from. None when
+    the transform cannot be done losslessly enough: the caller re-encodes.
+    """
+    if sniffed != JPEG or clean is None or turn == 1:
+        return None
+    turned = jpeg_transform.upright(clean.getvalue(), turn)
+    if turned is None:
+        return None
+    result = Image.open(io.BytesIO(turned), formats=["JPEG"])
+    wanted = jpeg_transform.upright_size(image.size, turn)
+    if not jpeg_transform.acceptable_trim(wanted, result.size):
+        return None
+    width, height = result.size
+    longest = max(limits.preview_long_side, limits.thumbnail_size)
+    result.draft("RGB", draft_request((width, height), longest))
+    result.load()
+    return {
+        "file": io.BytesIO(turned),
+        "size": len(turned),
+        "sha256": hashlib.sha256(turned).hexdigest(),
+        "decoded": result,
+        "width": width,
+        "height": height,
+        "content_type": "image/jpeg",
+        "reencoded": False,
+        "transformed": True,
+    }
+
+
 def process(
     image: Image.Image,
     sniffed: str,
@@ -241,6 +286,9 @@ def process(
         facts.update(file=clean.reader(), size=clean.size, sha256=clean.sha256)
         content_type = SOURCE_TYPES[sniffed]
         reencoded = False
+    elif (turned := upright_jpeg(image, sniffed, clean, turn, limits=limits)) is not None:
+        facts.update(turned)
+        return facts
     else:
         image.load()
         decoded = image.transpose(TRANSPOSE[turn]) if turn != 1 else image
@@ -256,6 +304,7 @@ def process(
         height=height,
         content_type=content_type,
         reencoded=reencoded,
+        transformed=False,
     )
     return facts
 
@@ -326,6 +375,7 @@ def accept(
         frames=facts["frames"],
         captured_at=facts["captured_at"],
         reencoded=facts["reencoded"],
+        transformed=facts["transformed"],
         decoded=facts["decoded"],
         profile=facts["profile"],
     )

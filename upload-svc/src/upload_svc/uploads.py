@@ -252,6 +252,7 @@ class Uploads:
             content_type=accepted.content_type,
             source_content_type=accepted.source_content_type,
             reencoded=accepted.reencoded,
+            transformed=accepted.transformed,
             frames=accepted.frames,
             sha256=accepted.sha256,
         )
