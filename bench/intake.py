@@ -40,7 +40,7 @@ import structlog
 from PIL import Image
 
 from chassis.caller import ANONYMOUS
-from tests.support.processes import gunicorn_service
+from testbed.processes import gunicorn_service
 from tests.upload_svc import corpus
 from upload_svc.receiving import READ_CHUNK, ReceivedBody
 from upload_svc.settings import UploadSettings

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from testbed.processes import Service
 from tests.gateway.servers import RedisServer
 from tests.support.images import photo
-from tests.support.processes import Service
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.fakes.gemini import FakeGemini
+from testbed.fakes.gemini import FakeGemini
+from testbed.processes import Stack, start_stack
 from tests.support.images import photo
-from tests.support.processes import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 
