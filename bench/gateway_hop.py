@@ -40,7 +40,7 @@ import requests
 from PIL import Image
 
 from testbed.processes import Service, free_port, gunicorn_service
-from tests.gateway.servers import Nginx, RedisServer, boot, stop_all
+from testbed.servers import Nginx, RedisServer, boot, stop_all
 
 NAME = "gateway_hop"
 PATH = "/v1/presets"

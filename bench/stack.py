@@ -28,6 +28,7 @@ from bench.console import say
 from bench.resources import TreeUsage, tree_usage
 from bench.settings import BenchSettings
 from testbed.fakes.gemini import FakeGeminiProcess
+from testbed.metrics import samples
 from testbed.processes import (
     ManagedProcess,
     Service,
@@ -35,7 +36,6 @@ from testbed.processes import (
     free_port,
     gunicorn_service,
 )
-from tests.support.metrics import samples
 
 OBSERVABILITY_OFF = {
     "OTEL_SDK_DISABLED": "true",

@@ -29,7 +29,7 @@ from gateway.local_store import LocalLimitStorage
 from gateway.tokens import CertificateCache, TokenVerifier
 from testbed.fakes.google_certs import FakeGoogleCerts
 from testbed.processes import gunicorn_service
-from tests.gateway.servers import boot, stop_all
+from testbed.servers import boot, stop_all
 
 NAME = "tokens"
 PROJECT = "bench-ideasnap"

@@ -27,6 +27,7 @@ from ai_svc.app import create_app
 from ai_svc.providers.gemini import GeminiProvider, make_caller
 from ai_svc.settings import AiSettings
 from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
 from testbed.processes import (
     ManagedProcess,
     Service,
@@ -35,7 +36,6 @@ from testbed.processes import (
     gunicorn_service,
     wait_port_closed,
 )
-from tests.support.images import photo
 
 TEST_KEY = "test-gemini-key"
 

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from testbed.fakes.gemini import FakeGemini
+from testbed.metrics import samples, total
 from testbed.processes import BIN, ROOT, ManagedProcess, Service, base_env, free_port
 from tests.ai_svc.conftest import TEST_KEY, RedisServer, Uploads, ai_gunicorn
-from tests.support.metrics import samples, total
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from flask import Flask
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from testbed.processes import Service, free_port, gunicorn_service, migrate_library
-from tests.gateway.servers import RedisServer, boot, stop_all
+from testbed.servers import RedisServer, boot, stop_all
 from tests.support.firebase_emulator import unsigned_token
 
 CONTRACT_PROJECT = "demo-gateway-tests"

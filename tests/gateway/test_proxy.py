@@ -25,10 +25,10 @@ from flask import Flask
 from PIL import Image
 
 from testbed.fakes.google_certs import FakeGoogleCerts
+from testbed.metrics import total
 from testbed.processes import Service, free_port
+from testbed.servers import Nginx, SilentUpstream
 from tests.gateway.conftest import Gateways, Upstreams
-from tests.gateway.servers import Nginx, SilentUpstream
-from tests.support.metrics import total
 
 pytestmark = pytest.mark.integration
 

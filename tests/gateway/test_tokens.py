@@ -28,7 +28,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tokens import CertificateCache, InvalidToken, TokenVerifier
 from testbed.fakes.google_certs import FakeGoogleCerts, signing_key
-from tests.gateway.servers import RedisServer
+from testbed.servers import RedisServer
 
 PROJECT = "demo-ideasnap"
 

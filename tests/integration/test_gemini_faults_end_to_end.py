@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
 from testbed.processes import Stack, start_stack
-from tests.support.images import photo
 
 pytestmark = pytest.mark.integration
 

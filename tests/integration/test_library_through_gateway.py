@@ -19,9 +19,9 @@ import pytest
 import requests
 import yaml
 
+from testbed.images import photo
 from testbed.processes import Stack, start_stack
 from tests.support.firebase_emulator import AuthEmulator
-from tests.support.images import photo
 
 pytestmark = pytest.mark.integration
 

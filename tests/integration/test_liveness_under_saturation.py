@@ -22,9 +22,9 @@ import pytest
 import requests
 
 from testbed.fakes.gemini import FakeGeminiProcess
+from testbed.images import photo
+from testbed.metrics import total
 from testbed.processes import Service, Stack, gunicorn_service
-from tests.support.images import photo
-from tests.support.metrics import total
 
 pytestmark = pytest.mark.integration
 

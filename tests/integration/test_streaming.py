@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
+from testbed.metrics import total
 from testbed.processes import Stack, start_stack
-from tests.support.images import photo
-from tests.support.metrics import total
 
 pytestmark = pytest.mark.integration
 

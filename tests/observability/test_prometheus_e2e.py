@@ -33,10 +33,10 @@ from observability.inventory import (
     variable_values,
 )
 from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
 from testbed.processes import ManagedProcess, Stack, base_env, free_port, start_stack
 from tests.observability.chart import NAMESPACE, render
 from tests.observability.prometheus import Prometheus, QueryError, Target, running_prometheus
-from tests.support.images import photo
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from chassis.errors import ApiError
-from tests.upload_svc import corpus
+from testbed import corpus
 from upload_svc.intake import AcceptedImage, IntakeLimits, accepted_image, renditions
 
 LIMITS = IntakeLimits()

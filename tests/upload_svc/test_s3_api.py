@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from tests.upload_svc.conftest import SettingsFactory, bucket_keys, s3_client
 from upload_svc.app import create_app
 
