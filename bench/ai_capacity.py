@@ -44,8 +44,8 @@ import requests
 
 from bench.machine import describe_machine
 from bench.photos import PHONE_SIZE, make_photo
-from tests.fakes.gemini import FakeGeminiProcess
-from tests.support.processes import Service, gunicorn_service, wait_http
+from testbed.fakes.gemini import FakeGeminiProcess
+from testbed.processes import Service, gunicorn_service, wait_http
 
 P99_GOAL_SECONDS = 2.5
 CAPACITY_GOAL_RATIO = 10.0

@@ -39,8 +39,8 @@ from typing import Any
 import requests
 from PIL import Image
 
-from tests.gateway.servers import Nginx, RedisServer, boot, stop_all
-from tests.support.processes import Service, free_port, gunicorn_service
+from testbed.processes import Service, free_port, gunicorn_service
+from testbed.servers import Nginx, RedisServer, boot, stop_all
 
 NAME = "gateway_hop"
 PATH = "/v1/presets"

@@ -22,7 +22,7 @@ the whole HTTP request through a
 real gunicorn worker on loopback; and the worker's peak resident memory while it
 receives a ~10 MB photo.
 
-Inputs are generated, never downloaded: ``tests/upload_svc/corpus.py`` makes a
+Inputs are generated, never downloaded: ``testbed/corpus.py`` makes a
 photo-like 4000x3000 JPEG (gradients, shapes, sensor-like grain, quality 90, camera EXIF
 with GPS), about the size a phone writes.
 """
@@ -42,8 +42,8 @@ import structlog
 from PIL import Image
 
 from chassis.caller import ANONYMOUS
-from tests.support.processes import gunicorn_service
-from tests.upload_svc import corpus
+from testbed import corpus
+from testbed.processes import gunicorn_service
 from upload_svc.receiving import READ_CHUNK, ReceivedBody
 from upload_svc.settings import UploadSettings
 from upload_svc.storage import build_storage
@@ -308,7 +308,7 @@ def run(out_dir: Path, smoke: bool) -> dict[str, Any]:
         "title": "upload-svc intake vs one full decode",
         "command": "python -m bench.run --only intake" + (" --smoke" if smoke else ""),
         "inputs": {
-            "photo": "tests/upload_svc/corpus.py phone_photo(seed=3, quality=90) + EXIF with GPS",
+            "photo": "testbed/corpus.py phone_photo(seed=3, quality=90) + EXIF with GPS",
             "rounds": rounds,
             "storage": "local directory, fsync on, in the run's work directory",
         },

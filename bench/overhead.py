@@ -27,7 +27,7 @@ from bench.photos import photo_pool, priming_photo
 from bench.scraper import Scraper
 from bench.settings import BenchSettings
 from bench.stack import OBSERVABILITY_OFF, BenchStack, bench_stack
-from tests.fakes.gemini import FakeGeminiProcess
+from testbed.fakes.gemini import FakeGeminiProcess
 
 NAME = "overhead"
 TITLE = "Observability overhead: tracing, metrics and logs on vs off"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.processes import free_port
+from testbed.processes import free_port
 
 SUPERUSER = "bench"
 DATABASE = "library"

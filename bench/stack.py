@@ -27,9 +27,9 @@ import requests
 from bench.console import say
 from bench.resources import TreeUsage, tree_usage
 from bench.settings import BenchSettings
-from tests.fakes.gemini import FakeGeminiProcess
-from tests.support.metrics import samples
-from tests.support.processes import (
+from testbed.fakes.gemini import FakeGeminiProcess
+from testbed.metrics import samples
+from testbed.processes import (
     ManagedProcess,
     Service,
     Stack,
@@ -141,7 +141,7 @@ def stack_config(settings: BenchSettings, observability: bool) -> dict[str, Any]
             name: f"{shape.workers} workers x {shape.threads} threads ({shape.source})"
             for name, shape in settings.pods.items()
         },
-        "gemini": "fake Gemini REST API (tests/fakes/gemini.py) via the real google-genai client",
+        "gemini": "fake Gemini REST API (testbed/fakes/gemini.py) via the real google-genai client",
         "gemini_latency_seconds": settings.gemini_latency,
         "observability": "on" if observability else "off",
         "observability_env": {} if observability else dict(OBSERVABILITY_OFF),

@@ -5,7 +5,7 @@
   0.3 ms (firebase-admin's own verify measured 0.75 ms on this machine).
 - ``cpu_ms_per_request``: the gateway's CPU per proxied ``GET /v1/presets`` (its process
   tree's CPU time over the run / requests), anonymous and signed in, with the
-  certificates served by the local fake of Google's endpoint (tests/fakes).
+  certificates served by the local fake of Google's endpoint (testbed/fakes).
 - ``local_store_hit_ms``: one counter hit on the SQLite file the workers share without
   Redis, the cost that decided a shared file over running the gateway as one process.
 
@@ -27,9 +27,9 @@ import requests
 from bench.gateway_hop import tree_cpu_seconds
 from gateway.local_store import LocalLimitStorage
 from gateway.tokens import CertificateCache, TokenVerifier
-from tests.fakes.google_certs import FakeGoogleCerts
-from tests.gateway.servers import boot, stop_all
-from tests.support.processes import gunicorn_service
+from testbed.fakes.google_certs import FakeGoogleCerts
+from testbed.processes import gunicorn_service
+from testbed.servers import boot, stop_all
 
 NAME = "tokens"
 PROJECT = "bench-ideasnap"

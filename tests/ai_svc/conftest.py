@@ -26,9 +26,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ai_svc.app import create_app
 from ai_svc.providers.gemini import GeminiProvider, make_caller
 from ai_svc.settings import AiSettings
-from tests.fakes.gemini import FakeGemini
-from tests.support.images import photo
-from tests.support.processes import (
+from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
+from testbed.processes import (
     ManagedProcess,
     Service,
     base_env,

@@ -16,9 +16,9 @@ from ai_svc.presets import PresetsError
 from ai_svc.providers.local import PhrasesError
 from ai_svc.settings import AiSettings
 from chassis.disclaimer import disclaimer_for
+from testbed.images import photo
+from testbed.processes import free_port
 from tests.ai_svc.conftest import Uploads
-from tests.support.images import photo
-from tests.support.processes import free_port
 
 PACKAGED = Path(__file__).resolve().parents[2] / "ai-svc" / "src" / "ai_svc" / "presets.yaml"
 

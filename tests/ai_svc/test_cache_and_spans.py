@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 
 from ai_svc.cache import CacheKey, MemoryCache
 from ai_svc.providers.base import Generation, Idea, PreviewImage
+from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
 from tests.ai_svc.conftest import AiHarness, FakeClock, Uploads
-from tests.fakes.gemini import FakeGemini
-from tests.support.images import photo
 
 PRIMARY, FALLBACK = "gemini-2.5-flash", "gemini-2.5-flash-lite"
 Build = Callable[..., AiHarness]

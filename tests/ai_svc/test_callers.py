@@ -17,8 +17,8 @@ from PIL import Image
 
 from ai_svc.app import create_app
 from ai_svc.settings import AiSettings
+from testbed.images import photo
 from tests.ai_svc.conftest import Uploads
-from tests.support.images import photo
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from PIL import Image
 
-from tests.fakes.gemini import FakeGemini, FakeGeminiProcess, image_tokens
+from testbed.fakes.gemini import FakeGemini, FakeGeminiProcess, image_tokens
 
 AnyFake = FakeGemini | FakeGeminiProcess
 SCHEMA = {

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from testbed.fakes.gemini import FakeGemini
 from tests.ai_svc.conftest import AiHarness, Uploads
-from tests.fakes.gemini import FakeGemini
 
 pytestmark = pytest.mark.integration
 

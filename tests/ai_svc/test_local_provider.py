@@ -13,7 +13,7 @@ from ai_svc.presets import Catalogue, Preset, load_catalogue
 from ai_svc.providers.base import Generation, PreviewImage
 from ai_svc.providers.local import LocalProvider, PhrasesError, measure, season, time_of_day
 from ai_svc.resilience import Deadline
-from tests.support.images import photo
+from testbed.images import photo
 
 
 @pytest.fixture(scope="module")

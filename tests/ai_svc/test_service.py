@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.fakes.gemini import FakeGemini
+from testbed.metrics import samples, total
+from testbed.processes import BIN, ROOT, ManagedProcess, Service, base_env, free_port
 from tests.ai_svc.conftest import TEST_KEY, RedisServer, Uploads, ai_gunicorn
-from tests.fakes.gemini import FakeGemini
-from tests.support.metrics import samples, total
-from tests.support.processes import BIN, ROOT, ManagedProcess, Service, base_env, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from opentelemetry.trace import SpanKind
 
 from ai_svc.providers.base import InvalidOutput
 from ai_svc.streaming import IdeaParser
+from testbed.fakes.gemini import FakeGemini
 from tests.ai_svc.conftest import AiHarness, Uploads
-from tests.fakes.gemini import FakeGemini
 
 Build = Callable[..., AiHarness]
 ANSWER = {

@@ -10,7 +10,7 @@ import requests
 
 from chassis.health import master_liveness
 from chassis.metrics import serve_master_endpoints
-from tests.support.processes import free_port
+from testbed.processes import free_port
 
 NOW = 1000.0
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from chassis.settings import ServiceSettings, SettingsError, load_settings
-from tests.support.processes import BIN, ROOT, base_env, free_port
+from testbed.processes import BIN, ROOT, base_env, free_port
 
 
 class ExampleSettings(ServiceSettings):

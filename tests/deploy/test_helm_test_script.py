@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from testbed.processes import Stack, start_stack
 from tests.deploy.chart import is_test_hook, of_kind, render
-from tests.support.processes import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.metrics import total
+from testbed.processes import ManagedProcess, free_port, wait_http
 from tests.deploy.chart import (
     ROOT,
     SERVICES,
@@ -34,8 +36,6 @@ from tests.deploy.chart import (
     render,
 )
 from tests.deploy.dockerfiles import Stage, parse
-from tests.support.metrics import total
-from tests.support.processes import ManagedProcess, free_port, wait_http
 
 UV = ROOT / ".tools" / "bin" / "uv"
 PACKAGES = {

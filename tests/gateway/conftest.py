@@ -19,9 +19,9 @@ from flask import Flask
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.gateway.servers import RedisServer, boot, stop_all
+from testbed.processes import Service, free_port, gunicorn_service, migrate_library
+from testbed.servers import RedisServer, boot, stop_all
 from tests.support.firebase_emulator import unsigned_token
-from tests.support.processes import Service, free_port, gunicorn_service, migrate_library
 
 CONTRACT_PROJECT = "demo-gateway-tests"
 

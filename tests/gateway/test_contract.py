@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 
 from gateway.contract import OPERATIONS
+from testbed.processes import BIN, Service
 from tests.gateway.conftest import CONTRACT_PROJECT, Upstreams
-from tests.support.processes import BIN, Service
 
 UNLIMITED = {
     "RATE_LIMIT_DEFAULT": "1000000/minute",

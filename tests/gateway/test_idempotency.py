@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from gateway.idempotency import DigestingInput
+from testbed.images import photo
 from tests.gateway.conftest import Upstreams
-from tests.support.images import photo
 
 pytestmark = pytest.mark.integration
 

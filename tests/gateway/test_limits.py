@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from chassis.settings import SettingsError
 from gateway import identity as identity_module
 from gateway.identity import ApiKeys, address_bucket
-from tests.support.images import photo
+from testbed.images import photo
 
 BAD_ID = "/v1/uploads/not.an.id"
 PROXY = "10.1.2.3"

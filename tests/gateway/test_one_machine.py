@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from tests.gateway.servers import RedisServer
-from tests.support.images import photo
-from tests.support.processes import Service
+from testbed.images import photo
+from testbed.processes import Service
+from testbed.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,11 @@ import requests
 from flask import Flask
 from PIL import Image
 
-from tests.fakes.google_certs import FakeGoogleCerts
+from testbed.fakes.google_certs import FakeGoogleCerts
+from testbed.metrics import total
+from testbed.processes import Service, free_port
+from testbed.servers import Nginx, SilentUpstream
 from tests.gateway.conftest import Gateways, Upstreams
-from tests.gateway.servers import Nginx, SilentUpstream
-from tests.support.metrics import total
-from tests.support.processes import Service, free_port
 
 pytestmark = pytest.mark.integration
 

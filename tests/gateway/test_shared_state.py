@@ -16,11 +16,11 @@ import pytest
 import requests
 import urllib3
 
+from testbed.images import photo
+from testbed.metrics import total
+from testbed.processes import Service
+from testbed.servers import RedisServer
 from tests.gateway.conftest import Gateways, Upstreams
-from tests.gateway.servers import RedisServer
-from tests.support.images import photo
-from tests.support.metrics import total
-from tests.support.processes import Service
 
 pytestmark = pytest.mark.integration
 

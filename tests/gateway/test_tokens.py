@@ -1,6 +1,6 @@
 """Firebase ID tokens at the gateway, over the real path: certificates fetched over HTTP.
 
-A local server plays Google's certificate endpoint (tests/fakes/google_certs.py, test RSA
+A local server plays Google's certificate endpoint (testbed/fakes/google_certs.py, test RSA
 keys, ``Cache-Control`` and ``Date``); the gateway is pointed at it by
 ``FIREBASE_CERTS_URL``. A second local server plays a service behind the gateway and
 records the headers it was sent.
@@ -27,8 +27,8 @@ from chassis.settings import SettingsError, load_settings
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tokens import CertificateCache, InvalidToken, TokenVerifier
-from tests.fakes.google_certs import FakeGoogleCerts, signing_key
-from tests.gateway.servers import RedisServer
+from testbed.fakes.google_certs import FakeGoogleCerts, signing_key
+from testbed.servers import RedisServer
 
 PROJECT = "demo-ideasnap"
 

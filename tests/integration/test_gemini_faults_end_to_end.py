@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.fakes.gemini import FakeGemini
-from tests.support.images import photo
-from tests.support.processes import Stack, start_stack
+from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
+from testbed.processes import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 

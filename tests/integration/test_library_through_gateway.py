@@ -19,9 +19,9 @@ import pytest
 import requests
 import yaml
 
+from testbed.images import photo
+from testbed.processes import Stack, start_stack
 from tests.support.firebase_emulator import AuthEmulator
-from tests.support.images import photo
-from tests.support.processes import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 

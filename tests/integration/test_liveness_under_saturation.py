@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fakes.gemini import FakeGeminiProcess
-from tests.support.images import photo
-from tests.support.metrics import total
-from tests.support.processes import Service, Stack, gunicorn_service
+from testbed.fakes.gemini import FakeGeminiProcess
+from testbed.images import photo
+from testbed.metrics import total
+from testbed.processes import Service, Stack, gunicorn_service
 
 pytestmark = pytest.mark.integration
 

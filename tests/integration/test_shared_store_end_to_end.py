@@ -20,9 +20,9 @@ import pytest
 import redis
 import requests
 
+from testbed.images import photo
+from testbed.processes import Service, free_port, gunicorn_service
 from tests.deploy.chart import named, render
-from tests.support.images import photo
-from tests.support.processes import Service, free_port, gunicorn_service
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.images import photo
+from testbed.processes import ROOT, Stack, base_env, start_stack
 from tests.support.firebase_emulator import AuthEmulator
-from tests.support.images import photo
-from tests.support.processes import ROOT, Stack, base_env, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.images import photo
-from tests.support.metrics import total
-from tests.support.processes import Stack, start_stack
+from testbed.images import photo
+from testbed.metrics import total
+from testbed.processes import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fakes.gemini import FakeGemini
-from tests.support.images import photo
-from tests.support.metrics import total
-from tests.support.processes import Stack, start_stack
+from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
+from testbed.metrics import total
+from testbed.processes import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 

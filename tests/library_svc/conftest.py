@@ -20,9 +20,9 @@ from flask.testing import FlaskClient
 from library_svc.app import create_app
 from library_svc.migrate import upgrade
 from library_svc.settings import LibrarySettings
-from tests.support.images import photo
+from testbed.images import photo
+from testbed.processes import Service, gunicorn_service
 from tests.support.postgres import PostgresServer, start_postgres
-from tests.support.processes import Service, gunicorn_service
 
 
 @pytest.fixture(scope="session")

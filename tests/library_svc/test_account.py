@@ -26,9 +26,9 @@ from library_svc.models import (
     Tombstone,
 )
 from library_svc.sweep import sweep_once
+from testbed.processes import Service, free_port
 from tests.library_svc.conftest import AppFactory, snap_record, store_photo, who
 from tests.support.firebase_emulator import AuthEmulator
-from tests.support.processes import Service, free_port
 
 SECRET = "Bearer account-tests"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from library_svc.app import create_app
 from library_svc.settings import LibrarySettings
+from testbed.processes import free_port
 from tests.library_svc.conftest import who
-from tests.support.processes import free_port
 
 
 def test_an_unreachable_database_is_not_ready_and_answers_503() -> None:

@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, func, select
 from library_svc.database import engine_url
 from library_svc.migrate import upgrade
 from library_svc.models import Draft, Person
+from testbed.metrics import samples
+from testbed.processes import Service, gunicorn_service
 from tests.library_svc.conftest import who
-from tests.support.metrics import samples
 from tests.support.postgres import PostgresServer
-from tests.support.processes import Service, gunicorn_service
 
 pytestmark = pytest.mark.integration
 

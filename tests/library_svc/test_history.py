@@ -7,8 +7,8 @@ from pathlib import Path
 import requests
 from flask.testing import FlaskClient
 
+from testbed.processes import Service
 from tests.library_svc.conftest import AppFactory, fake_upload, snap_record, store_photo, who
-from tests.support.processes import Service
 
 
 def record(client: FlaskClient, uid: str, upload: dict):
@@ -83,7 +83,7 @@ def test_deleting_a_snap_removes_its_photo_too(
 def test_deleting_a_snap_while_upload_svc_is_down_is_503_and_keeps_it(
     make_app: AppFactory, uid: str
 ) -> None:
-    from tests.support.processes import free_port
+    from testbed.processes import free_port
 
     client = make_app(upload_svc_url=f"http://127.0.0.1:{free_port()}").test_client()
     snap = record(client, uid, fake_upload(1)).json

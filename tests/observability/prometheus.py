@@ -21,7 +21,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.support.processes import ManagedProcess, base_env, free_port, wait_http
+from testbed.processes import ManagedProcess, base_env, free_port, wait_http
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 

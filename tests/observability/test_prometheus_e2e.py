@@ -32,11 +32,11 @@ from observability.inventory import (
     rule_queries,
     variable_values,
 )
-from tests.fakes.gemini import FakeGemini
+from testbed.fakes.gemini import FakeGemini
+from testbed.images import photo
+from testbed.processes import ManagedProcess, Stack, base_env, free_port, start_stack
 from tests.observability.chart import NAMESPACE, render
 from tests.observability.prometheus import Prometheus, QueryError, Target, running_prometheus
-from tests.support.images import photo
-from tests.support.processes import ManagedProcess, Stack, base_env, free_port, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from tests.support.processes import ROOT, ManagedProcess, base_env, free_port
+from testbed.processes import ROOT, ManagedProcess, base_env, free_port
 
 FIREBASE_CLI = ROOT / ".tools" / "firebase-tools" / "node_modules" / ".bin" / "firebase"
 PROJECT_ID = "demo-ideasnap"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.processes import ManagedProcess, base_env, free_port
+from testbed.processes import ManagedProcess, base_env, free_port
 
 SUPERUSER = "postgres"
 

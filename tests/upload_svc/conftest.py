@@ -19,7 +19,7 @@ from botocore.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.processes import BIN, ManagedProcess, base_env, free_port, wait_http
+from testbed.processes import BIN, ManagedProcess, base_env, free_port, wait_http
 from upload_svc.app import create_app
 from upload_svc.settings import UploadSettings
 from upload_svc.storage import Storage

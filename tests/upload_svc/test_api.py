@@ -16,7 +16,7 @@ from PIL import Image
 from prometheus_client import REGISTRY
 from werkzeug.test import TestResponse
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from tests.upload_svc.conftest import SettingsFactory, local_files, spool_files
 from upload_svc.app import create_app
 

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from PIL import Image
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from tests.upload_svc.conftest import SettingsFactory, bucket_keys, local_files, spool_files
 from upload_svc.app import create_app
 from upload_svc.settings import UploadSettings

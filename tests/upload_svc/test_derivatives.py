@@ -9,7 +9,7 @@ from typing import IO
 import pytest
 from PIL import Image
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from upload_svc.derivatives import (
     cached_rendition,
     draft_request,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.metrics import samples, total
-from tests.support.processes import Service, gunicorn_service
-from tests.upload_svc import corpus
+from testbed import corpus
+from testbed.metrics import samples, total
+from testbed.processes import Service, gunicorn_service
 from tests.upload_svc.conftest import AWS_TEST_ENV, bucket_keys, local_files, s3_client
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat, JpegImagePlugin
 
 from chassis.errors import ApiError
-from tests.upload_svc import corpus
+from testbed import corpus
 from upload_svc import intake
 from upload_svc.intake import AcceptedImage, IntakeLimits, accepted_image, renditions
 

@@ -16,7 +16,7 @@ import requests
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from tests.upload_svc.conftest import Service, SettingsFactory, s3_client
 from upload_svc.app import create_app
 

@@ -17,8 +17,8 @@ import pytest
 from botocore.exceptions import ClientError
 from flask.testing import FlaskClient
 
-from tests.support.processes import gunicorn_service
-from tests.upload_svc import corpus
+from testbed import corpus
+from testbed.processes import gunicorn_service
 from tests.upload_svc.conftest import AWS_TEST_ENV, Service, SettingsFactory, s3_client
 from tests.upload_svc.test_privacy import ANONYMOUS, person, upload
 from upload_svc.app import create_app

@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from tests.upload_svc.conftest import SettingsFactory, bucket_keys, s3_client
 from upload_svc.app import create_app
 
@@ -104,7 +104,7 @@ def test_missing_thumbnail_is_made_before_redirecting(
 
 
 def test_unreachable_bucket_is_503_and_not_ready(make_s3_settings: SettingsFactory) -> None:
-    from tests.support.processes import free_port
+    from testbed.processes import free_port
 
     settings = make_s3_settings(
         s3_endpoint_url=f"http://127.0.0.1:{free_port()}",

@@ -248,7 +248,7 @@ def test_s3_missing_bucket_is_unavailable(make_s3_settings: SettingsFactory) -> 
 
 
 def test_s3_unreachable_endpoint_is_unavailable(make_s3_settings: SettingsFactory) -> None:
-    from tests.support.processes import free_port
+    from testbed.processes import free_port
 
     settings = make_s3_settings(
         s3_endpoint_url=f"http://127.0.0.1:{free_port()}",

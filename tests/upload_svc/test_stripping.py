@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image, ImageChops
 
-from tests.upload_svc import corpus
+from testbed import corpus
 from upload_svc.sniffing import HEIF, JPEG, PNG, WEBP, sniff
 from upload_svc.stripping import (
     CleanFile,

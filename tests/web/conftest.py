@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
-from tests.support.processes import Stack, start_stack
+from testbed.processes import Stack, start_stack
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

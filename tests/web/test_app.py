@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from chassis.disclaimer import disclaimer_for
-from tests.support.images import photo
-from tests.support.processes import Stack
+from testbed.images import photo
+from testbed.processes import Stack
 from tests.web.conftest import (
     DESKTOP,
     PHONE,

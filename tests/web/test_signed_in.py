@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from testbed.images import photo
+from testbed.processes import Stack, start_stack
 from tests.support.firebase_emulator import API_KEY, AuthEmulator
-from tests.support.images import photo
-from tests.support.processes import Stack, start_stack
 from tests.web.conftest import DESKTOP, PHONE, Watch, guarded_context, screenshot, watched
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.support.processes import (
+from testbed.processes import (
     ManagedProcess,
     Service,
     free_port,

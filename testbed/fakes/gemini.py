@@ -30,7 +30,7 @@ a string (``"503"``, ``"429"``, ``"timeout"``, ``"reset"``, ``"blocked"``, ``"sa
 to hit one model only, or an object ``{"kind", "model", "retry_delay", "seconds",
 "reason", "times"}``.
 
-Run it: ``python -m tests.fakes.gemini --host 127.0.0.1 --port 8090 --latency 2``. In
+Run it: ``python -m testbed.fakes.gemini --host 127.0.0.1 --port 8090 --latency 2``. In
 tests: ``with FakeGemini(latency=0.1) as fake: ...`` (a thread in this process) or
 ``FakeGeminiProcess`` (a subprocess, for load tests that must not share the GIL).
 """
@@ -65,7 +65,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from PIL import Image
 
-from tests.support.processes import free_port
+from testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -1112,7 +1112,7 @@ class FakeGemini:
 
 
 class FakeGeminiProcess:
-    """The fake as ``python -m tests.fakes.gemini`` in its own process (own GIL)."""
+    """The fake as ``python -m testbed.fakes.gemini`` in its own process (own GIL)."""
 
     def __init__(
         self,
@@ -1138,7 +1138,7 @@ class FakeGeminiProcess:
             [
                 self.python,
                 "-m",
-                "tests.fakes.gemini",
+                "testbed.fakes.gemini",
                 "--host",
                 "127.0.0.1",
                 "--port",
