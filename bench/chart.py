@@ -68,3 +68,13 @@ def current_defaults(name: str, values: dict[str, Any] | None = None) -> dict[st
         "targetCPUUtilizationPercentage": autoscaling.get("targetCPUUtilizationPercentage"),
         "inFlightTargetUtilization": in_flight.get("targetUtilization"),
     }
+
+
+def trace_sampling(values: dict[str, Any] | None = None) -> dict[str, str]:
+    """The sampler the chart sets on every service, so that "observability on" is as deployed."""
+    config = (values if values is not None else chart_values()).get("config") or {}
+    ratio = config.get("traceSampleRatio", 1.0)
+    return {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": str(ratio),
+    }

@@ -18,7 +18,7 @@ from typing import Any
 from bench.phases import load_phase
 from bench.photos import photo_pool, priming_photo
 from bench.settings import BenchSettings
-from bench.stack import bench_stack
+from bench.stack import scenario_stack
 
 NAME = "knee"
 TITLE = "Snap mix: the knee (snaps/s per pod)"
@@ -42,7 +42,7 @@ def run(out_dir: Path, smoke: bool, settings: BenchSettings | None = None) -> di
     started = time.monotonic()
     photos = photo_pool(out_dir.parent / "photos", settings.photo_pool, settings.photo_size)
     steps: list[dict[str, Any]] = []
-    with bench_stack(out_dir / "stack", settings, priming_photo=priming_photo(photos)) as stack:
+    with scenario_stack(out_dir / "stack", settings, priming_photo=priming_photo(photos)) as stack:
         phase = {
             "work_dir": out_dir / "locust",
             "photos": photos,

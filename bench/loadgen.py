@@ -11,7 +11,6 @@ how much of them it took.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -23,13 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.photos import fresh_variants
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
 SNAP = "POST /v1/snaps"
 AGGREGATED = "Aggregated"
-VARIANTS_PER_RUN = 1_000_000
-
-_variant_offsets = itertools.count(0, VARIANTS_PER_RUN)
 
 
 Sample = tuple[float, float, bool]  # start (s after the test started), milliseconds, ok
@@ -227,7 +225,7 @@ def run_locust(
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "BENCH_PHOTOS": os.pathsep.join(str(path) for path in photos),
-        "BENCH_VARIANT_OFFSET": str(next(_variant_offsets)),
+        "BENCH_VARIANT_OFFSET": str(fresh_variants()),
         "BENCH_USER_RATE": "" if user_rate is None else f"{user_rate:.6f}",
         "BENCH_SUMMARY": str(summary_path),
     }

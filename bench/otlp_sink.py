@@ -24,6 +24,7 @@ class OtlpSink:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no delayed-ACK stall per export, as a collector
 
             def do_POST(self) -> None:
                 size = int(self.headers.get("Content-Length") or 0)

@@ -16,8 +16,8 @@ import requests
 
 from bench.console import say
 from bench.loadgen import SNAP, LoadRun, run_locust
-from bench.resources import mebibytes, usage_delta
 from bench.stack import BenchStack
+from testbed.resources import mebibytes, usage_delta
 
 
 def gemini_calls(stack: BenchStack) -> dict[str, int] | None:

@@ -13,6 +13,7 @@ same size that any decoder opens.
 from __future__ import annotations
 
 import io
+import itertools
 import random
 from pathlib import Path
 
@@ -22,6 +23,21 @@ PHONE_SIZE = (4032, 3024)  # a 12 MP phone camera, 4:3
 SMOKE_SIZE = (1280, 960)
 JPEG_QUALITY = 90
 VARIANT_DIGITS = 16  # high-frequency luma entries used: 4**16 distinct variants
+VARIANTS_PER_LOAD = 1_000_000
+
+_variant_blocks = itertools.count(0, VARIANTS_PER_LOAD)
+
+
+def fresh_variants() -> int:
+    """The first of a block of variant numbers no other load of this process has used.
+
+    ai-svc caches an answer by the photo's hash and the preset, and every scenario of a
+    run (the smoke run shares one stack between them) snaps with the same preset: a load
+    that reused another's variants would be answered from the cache, at once.
+    """
+    return next(_variant_blocks)
+
+
 DQT = 0xDB
 SOS = 0xDA
 SOI = b"\xff\xd8"

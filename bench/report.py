@@ -13,6 +13,10 @@ from typing import Any
 
 import yaml
 
+from bench.goals import INVALID
+from bench.hot_path_goals import TITLE as HOT_PATHS_TITLE
+from bench.hot_path_goals import hot_path_rows
+
 SECTION_TITLES = {
     "knee": "1. Snap mix: the knee",
     "overhead": "2. Observability overhead",
@@ -33,6 +37,8 @@ def cell(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "**no**"
+    if value == INVALID:
+        return "**invalid**"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
     if isinstance(value, dict | list):
@@ -89,6 +95,24 @@ def header(document: dict[str, Any]) -> list[str]:
     ]
 
 
+def hot_paths_section(document: dict[str, Any]) -> list[str]:
+    """Issue 15's goals, worded as the issue words them, first: they decide the work."""
+    rows = []
+    for entry in hot_path_rows(document):
+        measured = entry["measured"]
+        if entry.get("invalid_because"):
+            measured += f" ({entry['invalid_because']}: impossible, not judged)"
+        rows.append([entry["measure"], entry["goal"], measured, entry["met"], entry["scenario"]])
+    return [
+        f"## {HOT_PATHS_TITLE}",
+        "",
+        "The goals of issue 15, from this run's figures (how each is measured: the "
+        "scenario's section below). A row this run did not measure says not run.",
+        "",
+        *table(["measure", "goal", "measured", "met", "scenario"], rows),
+    ]
+
+
 def goals_summary(document: dict[str, Any]) -> list[str]:
     rows = []
     for name, entry in document["scenarios"].items():
@@ -96,8 +120,10 @@ def goals_summary(document: dict[str, Any]) -> list[str]:
             rows.append([name, "scenario runs", f"{entry['status']}: {entry.get('error')}", False])
             continue
         for row in entry["result"].get("table") or []:
-            if isinstance(row.get("met"), bool):
+            if isinstance(row.get("met"), bool) or row.get("met") == INVALID:
                 measured = f"{row.get('metric')}: {cell(row.get('value'))}"
+                if row.get("invalid_because"):
+                    measured += f" ({row['invalid_because']}: impossible, not judged)"
                 rows.append([name, row.get("goal"), measured, row["met"]])
     if not rows:
         return []
@@ -224,7 +250,8 @@ def ai_in_flight_sentence(sizing: dict[str, Any]) -> list[str]:
         "",
         f"ai-svc's in-flight target: {inputs['in_flight_target_per_pod']:g} requests in flight "
         f"per pod (one pod held {inputs['in_flight_at_own_knee']:g} at its own knee in "
-        f"`ai_capacity`; half of that, over {inputs['threads_per_pod']} threads, rounded up).",
+        f"`ai_capacity`; half of that, rounded up to a whole request, over "
+        f"{inputs['threads_per_pod']} threads).",
     ]
 
 
@@ -301,7 +328,7 @@ def resources_text(resources: dict[str, Any]) -> str:
 
 
 def render(document: dict[str, Any]) -> str:
-    lines = header(document) + goals_summary(document)
+    lines = header(document) + hot_paths_section(document) + goals_summary(document)
     scenarios = document["scenarios"]
     for name, title in SECTION_TITLES.items():
         if name not in scenarios:

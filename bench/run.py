@@ -1,6 +1,6 @@
 """`make bench`: run every scenario, record the results as JSON and as bench/RESULTS.md.
 
-    python -m bench.run                      # everything (about 18 minutes on 2 cores)
+    python -m bench.run                      # everything (about 17 minutes on 2 cores)
     python -m bench.run --smoke              # a few seconds per scenario, no figures
     python -m bench.run --only knee,overhead # some scenarios (results kept apart)
     python -m bench.run --soak-seconds 120   # a shorter soak
@@ -31,10 +31,13 @@ from typing import Any
 
 from bench import knee, overhead, soak, streaming
 from bench.console import say
+from bench.goals import audit
+from bench.hot_path_goals import knee_baseline
 from bench.machine import describe_command, describe_commit, describe_machine
 from bench.report import render
 from bench.settings import BenchSettings
 from bench.sizing import recommend
+from bench.stack import close_shared_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN = ("knee", "overhead", "streaming", "soak")
@@ -68,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SCENARIO[,SCENARIO]",
         help=f"run only these (of {', '.join(ORDER)})",
     )
-    parser.add_argument("--soak-seconds", type=float, help="soak duration (default 600)")
+    parser.add_argument("--soak-seconds", type=float, help="soak duration (default 360)")
     parser.add_argument("--soak-rate", type=float, help="soak snaps/s (default: half the knee)")
     parser.add_argument("--gemini-latency", type=float, help="fake Gemini latency, s (1.0)")
     parser.add_argument("--workers", type=int, help="workers for every service (chart's)")
@@ -162,24 +165,19 @@ def check_shape(name: str, result: Any) -> None:
     json.dumps(result)  # must be JSON-able: it goes into the result file as is
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = settings_from(args)
-    now = datetime.now(UTC)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    paths = output_paths(args, stamp)
-    json_path, markdown, work_root = paths.json, paths.markdown, paths.work
-    started = time.monotonic()
-    say(f"scenarios: {', '.join(args.selected)}; logs in {work_root}")
-    results: dict[str, dict[str, Any]] = {}
+def run_all(
+    selected: list[str], settings: BenchSettings, work_root: Path, results: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Each scenario in turn; one that fails is recorded and the others still run."""
     entries: dict[str, dict[str, Any]] = {}
-    for name in args.selected:
+    for name in selected:
         say(f"{name}: starting")
         began = time.monotonic()
         entry: dict[str, Any] = {"status": "ok"}
         try:
             result = run_scenario(name, work_root / name, settings, results)
             check_shape(name, result)
+            audit(result["table"])
             results[name] = result
             entry["result"] = result
         except ScenarioMissing as missing:
@@ -193,6 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         entry["duration_seconds"] = round(time.monotonic() - began, 1)
         entries[name] = entry
         say(f"{name}: {entry['status']} in {entry['duration_seconds']} s")
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    paths = output_paths(args, stamp)
+    json_path, markdown, work_root = paths.json, paths.markdown, paths.work
+    started = time.monotonic()
+    say(f"scenarios: {', '.join(args.selected)}; logs in {work_root}")
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        entries = run_all(args.selected, settings, work_root, results)
+    finally:
+        close_shared_stack()
     finished = datetime.now(UTC)
     document: dict[str, Any] = {
         "started_at": now.isoformat(timespec="seconds"),
@@ -210,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": entries,
         "sizing": recommend(results, settings.pods),
     }
+    # Recorded with the run, so its Markdown compares with the same run when re-rendered.
+    document["knee_baseline"] = knee_baseline(document)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     markdown.parent.mkdir(parents=True, exist_ok=True)

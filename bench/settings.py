@@ -38,7 +38,7 @@ class BenchSettings:
     overhead_rounds: int = 2
     overhead_concurrency: int | None = None  # default: just past the knee
     # Scenario 3: the soak at half the knee.
-    soak_seconds: float = 600.0
+    soak_seconds: float = 360.0
     soak_warmup_seconds: float = 10.0
     soak_rate: float | None = None  # snaps/s; default: half the knee
     soak_sample_seconds: float = 30.0

@@ -18,12 +18,12 @@ The rules (also in bench/README.md), per service, with K the knee in snaps/s per
   while new pods start still lands at the knee, not past it.
 - ai-svc on in-flight requests (it waits on Gemini with idle CPU, so CPU does not show
   its saturation; used where a metric source is declared): the same rule as CPU, against
-  ai-svc's own knee. ``ai_capacity`` measures the snaps/s one ai-svc pod sustains with
-  p99 < 2.5 s; by Little's law it then holds at least that rate x the fake Gemini's
-  latency requests in flight. The target is half of that, as a fraction of the pod's
-  threads (workers x threads, the chart's ``inFlight.targetUtilization``), rounded up to
-  0.05. The stack's knee cannot give it: there the gateway's and upload-svc's CPU run
-  out while ai-svc still has most of its threads free.
+  ai-svc's own knee. ``ai_capacity`` measures the requests one ai-svc pod holds in
+  flight before its p99 passes 1.1 x the fake Gemini's latency. The target is half of
+  that, rounded up to a whole request, as a fraction of the pod's threads (workers x
+  threads, the chart's ``inFlight.targetUtilization``). The stack's knee cannot give
+  it: there the gateway's and upload-svc's CPU run out while ai-svc still has most of
+  its threads free.
 
 CPU per snap comes from the soak (steady state) when it ran, else from the knee step;
 memory likewise. The recommendations stand next to the chart's current defaults.
@@ -34,14 +34,15 @@ recorded run again and rewrites its sizing and bench/RESULTS.md (nothing is meas
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from bench.chart import CHART_KEYS, PodShape, current_defaults
-from upload_svc.settings import UploadSettings
 
 SERVICES = ("gateway", "upload-svc", "ai-svc")
 CPU_STEP_MILLICORES = 50
@@ -49,7 +50,6 @@ MEMORY_STEP_MIB = 32
 MEMORY_HEADROOM = 1.25
 LIMIT_FACTOR = 2
 HPA_LOAD_FRACTION = 0.5
-UTILIZATION_STEP = 0.05
 RULES = [
     "CPU request = CPU s/snap x knee snaps/s, rounded up to 50m; CPU limit = 2 x request",
     "memory request = soak-end RSS (master + workers) x 1.25, rounded up to 32Mi; "
@@ -57,8 +57,8 @@ RULES = [
     "MAX_IMAGE_PIXELS x 3 bytes, the largest decodes it admits at once)",
     "HPA CPU target = 50% of the request (a pod at half its knee)",
     "ai-svc in-flight target = half the requests one ai-svc pod holds at its own knee "
-    "(ai_capacity: snaps/s at p99 < 2.5 s x Gemini latency) / (workers x threads), "
-    "rounded up to 0.05",
+    "(ai_capacity: in flight before p99 passes 1.1 x Gemini latency) / (workers x threads), "
+    "rounded up to a whole request per pod",
 ]
 
 
@@ -66,11 +66,29 @@ def round_up(value: float, step: int) -> int:
     return max(step, math.ceil(value / step) * step)
 
 
+# Read in a child process: the benchmark does not import the services' modules, and
+# these defaults are upload-svc's own (its settings), not something the chart sets.
+UPLOAD_DEFAULTS = """
+import json
+from upload_svc.settings import UploadSettings
+names = ("max_image_pixels", "intake_concurrency")
+print(json.dumps({name: UploadSettings.model_fields[name].default for name in names}))
+"""
+
+
+@functools.cache
+def upload_defaults() -> dict[str, int]:
+    """upload-svc's MAX_IMAGE_PIXELS and INTAKE_CONCURRENCY defaults."""
+    run = subprocess.run(
+        [sys.executable, "-c", UPLOAD_DEFAULTS], capture_output=True, text=True, check=True
+    )
+    return json.loads(run.stdout)
+
+
 def largest_decodes_mib(shape: PodShape) -> float:
     """RGB buffers of the largest images upload-svc decodes at once, per pod (its defaults)."""
-    fields = UploadSettings.model_fields
-    pixels = fields["max_image_pixels"].default
-    slots = fields["intake_concurrency"].default
+    defaults = upload_defaults()
+    pixels, slots = defaults["max_image_pixels"], defaults["intake_concurrency"]
     return shape.workers * slots * pixels * 3 / (1024 * 1024)
 
 
@@ -108,10 +126,8 @@ def service_sizing(
     in_flight = routes.get("*")
     extra: dict[str, Any] = {}
     if name == "ai-svc" and own_knee_in_flight:
-        fraction = math.ceil(
-            round(own_knee_in_flight * HPA_LOAD_FRACTION / shape.capacity / UTILIZATION_STEP, 6)
-        )
-        utilization = round(max(1, fraction) * UTILIZATION_STEP, 2)
+        per_pod = max(1, math.ceil(round(own_knee_in_flight * HPA_LOAD_FRACTION, 6)))
+        utilization = round(min(per_pod, shape.capacity) / shape.capacity, 6)
         autoscaling["inFlight"] = {"targetUtilization": utilization}
         extra = {
             "in_flight_at_own_knee": round(own_knee_in_flight, 1),
@@ -154,8 +170,7 @@ def recommend(
     } or rss_from_knee(knee)
     in_flight = soak.get("in_flight_by_route") or {}
     ai_capacity = (results.get("ai_capacity") or {}).get("figures") or {}
-    ai_rate, ai_latency = ai_capacity.get("ours_snaps_per_s"), ai_capacity.get("gemini_latency_s")
-    ai_knee_in_flight = ai_rate * ai_latency if ai_rate and ai_latency else None
+    ai_knee_in_flight = ai_capacity.get("in_flight_per_pod") or None
     services = {
         name: service_sizing(
             name,

@@ -23,10 +23,10 @@ from typing import Any
 
 from bench.phases import load_phase
 from bench.photos import photo_pool, priming_photo
-from bench.resources import mebibytes
 from bench.scraper import Scraper, busy_between
 from bench.settings import BenchSettings
-from bench.stack import BenchStack, bench_stack
+from bench.stack import BenchStack, scenario_stack
+from testbed.resources import mebibytes
 
 NAME = "soak"
 TITLE = "Soak at half the knee: errors and memory"
@@ -91,7 +91,7 @@ def run(
     per_user = rate / users
     photos = photo_pool(out_dir.parent / "photos", settings.photo_pool, settings.photo_size)
     with (
-        bench_stack(out_dir / "stack", settings, priming_photo=priming_photo(photos)) as stack,
+        scenario_stack(out_dir / "stack", settings, priming_photo=priming_photo(photos)) as stack,
         Scraper(stack, settings.scrape_interval_seconds) as scraper,
     ):
         # Paced users start spread over one pacing period, not all in the same instant.

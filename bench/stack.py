@@ -24,8 +24,8 @@ from typing import Any
 import redis
 import requests
 
+from bench.chart import trace_sampling
 from bench.console import say
-from bench.resources import TreeUsage, tree_usage
 from bench.settings import BenchSettings
 from testbed.fakes.gemini import FakeGeminiProcess
 from testbed.metrics import samples
@@ -36,6 +36,7 @@ from testbed.processes import (
     free_port,
     gunicorn_service,
 )
+from testbed.resources import TreeUsage, tree_usage
 
 OBSERVABILITY_OFF = {
     "OTEL_SDK_DISABLED": "true",
@@ -249,7 +250,9 @@ def bench_stack(
         if own_gemini:
             fake.start()
         redis_server = start_redis(work_dir)
-        common = dict(OBSERVABILITY_OFF) if not observability else {"LOG_LEVEL": "INFO"}
+        common = (
+            {"LOG_LEVEL": "INFO", **trace_sampling()} if observability else dict(OBSERVABILITY_OFF)
+        )
         if observability and otlp_endpoint:
             common["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
         shared = {"REDIS_URL": redis_server.url} if redis_server else {}
@@ -285,3 +288,35 @@ def bench_stack(
         if own_gemini:
             fake.stop()
         shutil.rmtree(storage, ignore_errors=True)
+
+
+_shared: dict[str, tuple[BenchStack, contextlib.ExitStack]] = {}
+
+
+@contextlib.contextmanager
+def scenario_stack(
+    work_dir: Path, settings: BenchSettings, *, priming_photo: bytes | None = None
+) -> Iterator[BenchStack]:
+    """The stack of a scenario that needs the default one (knee, streaming, soak).
+
+    A full run starts a fresh stack per scenario, so no scenario's figures carry another's
+    state. A smoke run only proves each scenario works, and starting the stack is most
+    of its time, so there they share one, started on first use and stopped by
+    :func:`close_shared_stack` (bench.run calls it when the run ends).
+    """
+    if not settings.smoke:
+        with bench_stack(work_dir, settings, priming_photo=priming_photo) as stack:
+            yield stack
+        return
+    if "default" not in _shared:
+        exits = contextlib.ExitStack()
+        stack = exits.enter_context(bench_stack(work_dir, settings, priming_photo=priming_photo))
+        _shared["default"] = (stack, exits)
+    yield _shared["default"][0]
+
+
+def close_shared_stack() -> None:
+    """Stop the stack smoke scenarios shared, if one was started."""
+    shared = _shared.pop("default", None)
+    if shared is not None:
+        shared[1].close()

@@ -18,9 +18,9 @@ from typing import Any
 import requests
 
 from bench.loadgen import nearest_rank
-from bench.photos import photo_pool, priming_photo, variant
+from bench.photos import fresh_variants, photo_pool, priming_photo, variant
 from bench.settings import BenchSettings
-from bench.stack import bench_stack
+from bench.stack import scenario_stack
 
 NAME = "streaming"
 TITLE = "Streamed snaps at the knee: time to first idea vs the whole answer"
@@ -69,17 +69,21 @@ def run(
     photos = photo_pool(out_dir.parent / "photos", settings.photo_pool, settings.photo_size)
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
-    with bench_stack(out_dir / "stack", settings, priming_photo=priming_photo(photos)) as stack:
+    with scenario_stack(out_dir / "stack", settings, priming_photo=priming_photo(photos)) as stack:
+        # The fake's streaming shape is put back afterwards: a smoke run's stack is shared.
+        previous = {key: stack.gemini.stats()[key] for key in ("stream_chunks", "chunk_interval")}
         stack.gemini.control(stream_chunks=CHUNKS, chunk_interval=settings.gemini_latency / CHUNKS)
         stop_at = time.monotonic() + seconds
 
         bases = [path.read_bytes() for path in photos]
+        first_variant = fresh_variants()
 
         def user(number: int) -> None:
             turn = number
             while time.monotonic() < stop_at:
                 # A distinct photo every time: a cached answer would stream at once.
-                outcome = one_snap(stack.url, variant(bases[turn % len(bases)], turn))
+                photo = variant(bases[turn % len(bases)], first_variant + turn)
+                outcome = one_snap(stack.url, photo)
                 turn += users
                 with lock:
                     results.append(outcome)
@@ -89,6 +93,7 @@ def run(
             thread.start()
         for thread in threads:
             thread.join(seconds + 90)
+        stack.gemini.control(**previous)
         config = stack.config
     ok = [result for result in results if result["ok"]]
     firsts = [result["first"] for result in ok]

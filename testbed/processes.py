@@ -116,6 +116,11 @@ class ManagedProcess:
         handle.close()
         return self
 
+    def terminate(self) -> None:
+        """Ask the process to stop without waiting, so that several stop together."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
@@ -240,6 +245,9 @@ class Stack:
         return self.gateway.url
 
     def stop(self) -> None:
+        """Every service shuts down gracefully at the same time; then each is waited for."""
+        for service in reversed(self.processes):
+            service.managed.terminate()
         for service in reversed(self.processes):
             service.managed.stop()
 
@@ -256,6 +264,9 @@ def migrate_library(database_url: str, log_path: Path) -> None:
             check=True,
             timeout=120,
         )
+
+
+STACK_START_SECONDS = 60.0
 
 
 def start_stack(
@@ -319,8 +330,12 @@ def start_stack(
     stack = Stack(upload=upload, ai=ai, gateway=gateway, library=library)
     try:
         migrate_library(library_settings["DATABASE_URL"], tmp / "library-migrate.log")
+        # No service waits for another at start (readiness is about its own dependencies),
+        # so they boot side by side.
         for service in stack.processes:
-            service.start()
+            service.managed.start()
+        for service in stack.processes:
+            service.wait_ready(STACK_START_SECONDS)
     except BaseException:
         stack.stop()
         raise

@@ -21,9 +21,12 @@ and ai-svc can tell the difference:
   with ``google.rpc.RetryInfo`` on 429.
 
 Control (not part of Gemini): ``POST /_control`` with JSON ``{"latency": seconds,
-"faults": [...], "thinking_tokens": n, "stream_chunks": n, "chunk_interval": seconds,
-"reset_stats": true}`` and ``GET /_stats`` (a streamed call records a ``timeline`` of its
-chunks and ``client_closed_at``).
+"hold": bool, "faults": [...], "thinking_tokens": n, "stream_chunks": n,
+"chunk_interval": seconds, "reset_stats": true}`` and ``GET /_stats`` (a streamed call
+records a ``timeline`` of its chunks and ``client_closed_at``). ``"hold": true`` keeps
+every model call thinking until ``"hold": false`` releases them all at once (the latency
+still bounds the wait), so a test that needs calls in flight waits for its own steps, not
+for a fixed latency.
 Faults are served in order, one per model call, then normal answers resume. A fault is
 a string (``"503"``, ``"429"``, ``"timeout"``, ``"reset"``, ``"blocked"``, ``"safety"``,
 ``"max_tokens"``, ``"invalid_json"``..., see ``FAULT_KINDS``), optionally ``"503@model"``
@@ -262,6 +265,7 @@ class FakeState:
     in_flight: int = 0
     max_in_flight: int = 0
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
+    hold: threading.Event | None = None
 
     def configure(self, payload: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -269,6 +273,12 @@ class FakeState:
                 self._reset_stats()
             if "latency" in payload:
                 self.latency = max(0.0, float(payload["latency"]))
+            if "hold" in payload:
+                if payload["hold"] and self.hold is None:
+                    self.hold = threading.Event()
+                elif not payload["hold"] and self.hold is not None:
+                    self.hold.set()
+                    self.hold = None
             if "thinking_tokens" in payload:
                 self.thinking_tokens = max(0, int(payload["thinking_tokens"]))
             if "hang_seconds" in payload:
@@ -289,6 +299,7 @@ class FakeState:
     def _settings(self) -> dict[str, Any]:
         return {
             "latency": self.latency,
+            "hold": self.hold is not None,
             "thinking_tokens": self.thinking_tokens,
             "hang_seconds": self.hang_seconds,
             "stream_chunks": self.stream_chunks,
@@ -351,6 +362,17 @@ class FakeState:
         """Sleep, but wake up when the server stops so no thread outlives it by long."""
         if seconds > 0:
             self.stopping.wait(seconds)
+
+    def think(self, seconds: float) -> None:
+        """The model's latency, cut short when a hold this call waits under is released."""
+        hold = self.hold
+        if hold is None:
+            self.pause(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            if hold.wait(min(remaining, 0.1)):
+                return
 
 
 def field_of(mapping: Any, camel: str, default: Any = None) -> Any:
@@ -600,6 +622,10 @@ class FakeGeminiServer(ThreadingHTTPServer):
 
 class GeminiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK on a kept-alive connection, about 40 ms a call that Google's frontends
+    # do not add (and that every benchmark through this fake would count as ai-svc's).
+    disable_nagle_algorithm = True
     server_version = "FakeGemini/1.0"
     sys_version = ""
     timeout = 60
@@ -780,7 +806,7 @@ class GeminiHandler(BaseHTTPRequestHandler):
         summary["fault"] = fault.describe() if fault else None
         if fault is not None and self.serve_transport_fault(fault, model, summary):
             return
-        self.state.pause(self.state.latency if fault is None or fault.seconds is None else 0)
+        self.state.think(self.state.latency if fault is None or fault.seconds is None else 0)
         responses = self.generate(model, prompt, config, fault, summary)
         if fault is not None and fault.kind == "cut" and not summary["sse"]:
             summary["outcome"] = "cut"

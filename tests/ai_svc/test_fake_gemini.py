@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -241,6 +243,29 @@ def test_faults_are_served_in_order_then_normal_answers_resume(fake_gemini: Fake
     assert not blocked.candidates
     assert json.loads(normal.text)["ideas"]
     assert fake_gemini.stats()["faults"] == []
+
+
+def test_a_hold_keeps_calls_in_flight_until_it_is_released(fake_gemini: FakeGemini) -> None:
+    fake_gemini.control(latency=60, hold=True)
+    sdk = client(fake_gemini, timeout_ms=90_000)
+    pool = ThreadPoolExecutor(max_workers=2)
+    calls = [
+        pool.submit(sdk.models.generate_content, model="gemini-2.5-flash", contents="ideas")
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 10
+    while fake_gemini.stats()["in_flight"] < 2:
+        assert time.monotonic() < deadline, "the calls never reached the fake"
+        time.sleep(0.05)
+    assert not any(call.done() for call in calls)
+    assert fake_gemini.stats()["hold"] is True
+
+    fake_gemini.control(hold=False)
+
+    answers = [call.result(timeout=10) for call in calls]
+    assert all(answer.text for answer in answers)
+    assert fake_gemini.stats()["hold"] is False
+    pool.shutdown()
 
 
 def test_faults_can_target_one_model(fake_gemini: FakeGemini) -> None:

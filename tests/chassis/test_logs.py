@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 
 import pytest
 import structlog
+from flask import Flask
 from opentelemetry.sdk.trace import TracerProvider
 
 from chassis.logs import configure_logging
+from chassis.requests_context import install_request_context
+from chassis.server_spans import install_server_spans
 
 GOOGLE_KEY = "AIzaSyD3-fake-but-shaped-like-a-real-key-123"
 BEARER = "eyJhbGciOiJIUzI1NiJ9.payload.signature"
@@ -86,3 +90,52 @@ def test_token_counts_are_not_mistaken_for_secrets(lines) -> None:
     assert record["input_tokens"] == 258
     assert record["output_tokens"] == 90
     assert record["token"] != "s3cr3t-value"
+
+
+def access_app() -> Flask:
+    app = Flask("test_access_log")
+    install_request_context(app)
+    install_server_spans(app, tracer_provider=TracerProvider())
+
+    @app.get("/v1/things/<thing_id>")
+    def thing(thing_id: str) -> dict:
+        return {"id": thing_id}
+
+    return app
+
+
+def test_each_request_writes_one_access_line_inside_its_trace(lines) -> None:
+    trace_id = secrets.token_hex(16)
+    response = (
+        access_app()
+        .test_client()
+        .get(
+            f"/v1/things/{GOOGLE_KEY}",
+            headers={
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+                "X-Request-ID": "req-12345678",
+            },
+        )
+    )
+    response.close()
+
+    (line,) = lines()
+    assert line["event"] == "request"
+    assert line["logger"] == "chassis.access"
+    assert line["level"] == "info"
+    assert line["service"] == "test-svc"
+    assert line["request_id"] == "req-12345678"
+    assert line["trace_id"] == trace_id
+    assert len(line["span_id"]) == 16
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/v1/things/<thing_id>", 200)
+    assert {"timestamp", "duration_ms", "bytes_in", "bytes_out", "path"} <= line.keys()
+    assert GOOGLE_KEY not in json.dumps(line)
+
+
+def test_access_lines_follow_the_configured_level(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("test-svc", "WARNING", "json")
+    try:
+        access_app().test_client().get("/v1/things/1").close()
+        assert capsys.readouterr().out == ""
+    finally:
+        configure_logging("test-svc", "INFO", "json")

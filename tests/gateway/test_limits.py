@@ -18,6 +18,8 @@ from chassis.settings import SettingsError
 from gateway import identity as identity_module
 from gateway.identity import ApiKeys, address_bucket
 from testbed.images import photo
+from testbed.processes import free_port
+from testbed.servers import RedisServer
 
 BAD_ID = "/v1/uploads/not.an.id"
 PROXY = "10.1.2.3"
@@ -117,6 +119,51 @@ def test_limits_can_be_switched_off(bare_app: Callable[..., Flask]) -> None:
     responses = [client.get(BAD_ID) for _ in range(3)]
     assert [response.status_code for response in responses] == [404, 404, 404]
     assert "X-RateLimit-Limit" not in responses[0].headers
+
+
+def test_without_redis_each_worker_counts_in_memory_when_configured(
+    bare_app: Callable[..., Flask],
+) -> None:
+    client = bare_app(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        rate_limit_memory_fallback=True,
+        rate_limit_default="2/minute",
+        rate_limit_ai="1/minute",
+    ).test_client()
+    errors_before = counter("gateway_rate_limit_store_errors_total")
+    answers = [client.get(BAD_ID) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [404, 404, 429]
+    assert answers[2].json["error"]["code"] == "rate_limited"
+    assert answers[2].json["error"]["details"]["limit"] == "default"
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 61
+    # Counts from an outage are approximate, so no limit headers are promised.
+    assert "X-RateLimit-Remaining" not in answers[0].headers
+    assert counter("gateway_rate_limit_store_errors_total") - errors_before == 3
+    # The AI limit counts in memory too: a second AI call is refused by it, not by default.
+    other = {"REMOTE_ADDR": "192.0.2.80"}
+    assert client.post("/v1/ideas", json={}, environ_base=other).status_code == 503
+    refused = client.post("/v1/ideas", json={}, environ_base=other)
+    assert refused.status_code == 429
+    assert refused.json["error"]["details"]["limit"] == "ai"
+
+
+def test_other_strategies_give_the_same_refusals(
+    bare_app: Callable[..., Flask], redis_server: RedisServer
+) -> None:
+    for strategy in ("moving-window", "sliding-window-counter"):
+        client = bare_app(
+            redis_url=redis_server.url,
+            rate_limit_strategy=strategy,
+            rate_limit_default="2/minute",
+            rate_limit_ai="1/minute",
+        ).test_client()
+        other = {"REMOTE_ADDR": f"192.0.2.{len(strategy)}"}
+        answers = [client.get(BAD_ID, environ_base=other) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [404, 404, 429], strategy
+        assert answers[1].headers["X-RateLimit-Remaining"] == "0"
+        assert answers[2].json["error"]["details"]["limit"] == "default"
+        assert 1 <= int(answers[2].headers["Retry-After"]) <= 61
+        redis_server.client().flushall()
 
 
 def test_spoofed_forwarded_for_does_not_buy_a_fresh_bucket(

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -27,6 +26,7 @@ from PIL import Image
 from testbed.fakes.google_certs import FakeGoogleCerts
 from testbed.metrics import total
 from testbed.processes import Service, free_port
+from testbed.resources import children, reset_peak, status_kib
 from testbed.servers import Nginx, SilentUpstream
 from tests.gateway.conftest import Gateways, Upstreams
 
@@ -252,17 +252,9 @@ def test_a_slow_upstream_and_a_slow_client_do_not_block_others(rig: Rig) -> None
 
 def worker_pid(service: Service) -> int:
     assert service.managed.process is not None
-    master = service.managed.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    assert len(children) == 1, "expected one gunicorn worker"
-    return int(children[0])
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise KeyError(field)
+    workers = children(service.managed.process.pid)
+    assert len(workers) == 1, "expected one gunicorn worker"
+    return workers[0]
 
 
 def big_photo() -> bytes:
@@ -279,7 +271,7 @@ def big_photo() -> bytes:
 
 def peak_extra_kib(pid: int, requests_at_once: int, send: Callable[[], int]) -> float:
     """Peak resident memory above the start, per request, while ``send`` runs N at once."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    reset_peak(pid)
     baseline = status_kib(pid, "VmRSS")
     with ThreadPoolExecutor(requests_at_once) as pool:
         statuses = list(pool.map(lambda _: send(), range(requests_at_once)))

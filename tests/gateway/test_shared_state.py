@@ -6,13 +6,16 @@ of its own (its own API key), so their counts do not mix.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 import requests
 import urllib3
 
@@ -215,3 +218,96 @@ def test_idempotency_keys_are_shared_and_a_running_duplicate_gets_409(pair: Pair
     # The refused duplicate and the replay never started a snap on the second gateway.
     received = total(second.metrics_url, "gateway_snaps_total", stage="received")
     assert received - received_before == 0
+
+
+class RoundTrips:
+    """Commands clients send to Redis, as MONITOR shows them (a script's own calls aside)."""
+
+    END = "round-trips-end"
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.commands: list[str] = []
+        self._stack = contextlib.ExitStack()
+        # MONITOR is running once this returns.
+        self._monitor = self._stack.enter_context(server.client().monitor())
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        with contextlib.suppress(redis.RedisError, OSError, ValueError):
+            while True:
+                seen = self._monitor.next_command()
+                if self.END in seen["command"]:
+                    return
+                if seen["client_type"] != "lua":
+                    self.commands.append(seen["command"])
+
+    def stop(self) -> list[str]:
+        """Everything sent until now: MONITOR relays in order, so wait for a last marker."""
+        self.server.client().echo(self.END)
+        self._thread.join(timeout=10)
+        self._stack.close()
+        return self.commands
+
+
+def test_a_proxied_request_costs_one_redis_round_trip(
+    start_gateways: Callable[..., list[Service]], redis_server: RedisServer
+) -> None:
+    (gateway,) = start_gateways(REDIS_URL=redis_server.url, RATE_LIMIT_DEFAULT="1000/minute")
+    for _ in range(3):  # the limit script is loaded, every pool is warm
+        assert get(gateway).status_code == 200
+    watching = RoundTrips(redis_server)
+    answers = [get(gateway) for _ in range(10)]
+    commands = watching.stop()
+    assert [answer.status_code for answer in answers] == [200] * 10
+    assert [answer.headers["X-RateLimit-Remaining"] for answer in answers] == [
+        str(1000 - 4 - n) for n in range(10)
+    ]
+    # The count and its time to live come back together: the headers need no more calls.
+    assert len(commands) == 10, commands
+    assert all(command.startswith("EVALSHA ") for command in commands), commands
+
+
+def anonymous_snap(service: Service, image: bytes) -> requests.Response:
+    return requests.post(
+        f"{service.url}/v1/snaps",
+        files={"image": ("photo.jpg", image, "image/jpeg")},
+        data={"count": "2"},
+        timeout=30,
+    )
+
+
+def test_a_snap_checks_all_its_limits_in_one_redis_round_trip(
+    start_gateways: Callable[..., list[Service]], redis_server: RedisServer
+) -> None:
+    (gateway,) = start_gateways(
+        REDIS_URL=redis_server.url,
+        RATE_LIMIT_DEFAULT="1000/minute",
+        RATE_LIMIT_AI="1000/minute",
+        AI_DAILY_QUOTA="5/day",
+    )
+    image = photo(320, 240)
+    assert anonymous_snap(gateway, image).status_code == 201  # scripts loaded, pools warm
+
+    # Three windows (default, ai, and the quota read): one round trip, before anything else.
+    watching = RoundTrips(redis_server)
+    refused = anonymous_snap(gateway, b"this is not an image")
+    commands = watching.stop()
+    assert refused.status_code == 415
+    assert len(commands) == 1, commands
+    assert commands[0].startswith("EVALSHA "), commands
+    # Nothing delivered, nothing charged: the quota read in that round trip is the header.
+    assert refused.headers["X-RateLimit-Limit"] == "5"
+    assert refused.headers["X-RateLimit-Remaining"] == "4"
+
+    # Delivered: the same one check, then the quota's charge, which brings back its count.
+    watching = RoundTrips(redis_server)
+    delivered = anonymous_snap(gateway, image)
+    commands = watching.stop()
+    assert delivered.status_code == 201
+    assert len(commands) == 2, commands
+    assert all(command.startswith("EVALSHA ") for command in commands), commands
+    assert delivered.headers["X-RateLimit-Limit"] == "5"
+    assert delivered.headers["X-RateLimit-Remaining"] == "3"
+    assert delivered.headers["RateLimit-Policy"] == "1000;w=60, 1000;w=60, 5;w=86400"

@@ -5,7 +5,8 @@ for a free request thread, every pod busy with slow model calls would be killed
 mid-flight exactly when traffic peaks. The chart's liveness probe asks the gunicorn
 master on the metrics port instead, which answers from its own thread. Here every
 thread of ai-svc (then of the gateway, proxying or relaying streams) waits on a fake
-Gemini that answers after 30 s, while 50 probes in a row must each be answered in under 100 ms.
+Gemini that holds its answers (released once the probes are done, at most 90 s), while
+50 probes in a row must each be answered in under 100 ms.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from testbed.processes import Service, Stack, gunicorn_service
 
 pytestmark = pytest.mark.integration
 
-GEMINI_SECONDS = 30.0
+GEMINI_SECONDS = 90.0
 PROBES = 50
 PROBE_BUDGET_SECONDS = 0.1
 AI_WORKERS, AI_THREADS = 2, 8
@@ -82,6 +83,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         running.stop()
         fake.stop()
+
+
+@pytest.fixture
+def gemini(stack: Stack) -> Iterator[FakeGeminiProcess]:
+    """Model calls wait until the test has probed; released at the end whatever happens."""
+    fake: FakeGeminiProcess = stack.extra["gemini"]
+    fake.control(hold=True)
+    try:
+        yield fake
+    finally:
+        fake.control(hold=False)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +153,9 @@ def probe_fifty_times(service: Service) -> list[float]:
     return durations
 
 
-def assert_saturated_yet_alive(service: Service, capacity: int, futures: list[Future]) -> None:
+def assert_saturated_yet_alive(
+    service: Service, capacity: int, futures: list[Future], gemini: FakeGeminiProcess
+) -> None:
     # The request threads really are all taken: /healthz on the service port queues.
     with pytest.raises(requests.Timeout):
         requests.get(f"{service.url}/healthz", timeout=1)
@@ -159,33 +173,34 @@ def assert_saturated_yet_alive(service: Service, capacity: int, futures: list[Fu
     assert not any(future.done() for future in futures)
 
     # And the slow requests themselves finish, once Gemini answers: none was cut off.
+    gemini.control(hold=False)
     finished = [future.result(timeout=120) for future in futures[:capacity]]
     assert [response.status_code for response in finished] == [200] * capacity
 
 
 def test_ai_svc_answers_liveness_while_every_thread_waits_on_gemini(
-    stack: Stack, upload_id: str
+    stack: Stack, upload_id: str, gemini: FakeGeminiProcess
 ) -> None:
     capacity = AI_WORKERS * AI_THREADS
     futures = saturate(
         stack.ai, f"{stack.ai.url}/v1/ideas", {"upload_id": upload_id, "count": 1}, capacity
     )
-    assert_saturated_yet_alive(stack.ai, capacity, futures)
+    assert_saturated_yet_alive(stack.ai, capacity, futures, gemini)
 
 
 def test_gateway_answers_liveness_while_every_thread_proxies_a_slow_upstream(
-    stack: Stack, upload_id: str
+    stack: Stack, upload_id: str, gemini: FakeGeminiProcess
 ) -> None:
     capacity = GATEWAY_WORKERS * GATEWAY_THREADS
     assert capacity < AI_WORKERS * AI_THREADS, "the gateway, not ai-svc, must be the bottleneck"
     futures = saturate(
         stack.gateway, f"{stack.url}/v1/ideas", {"upload_id": upload_id, "count": 1}, capacity
     )
-    assert_saturated_yet_alive(stack.gateway, capacity, futures)
+    assert_saturated_yet_alive(stack.gateway, capacity, futures, gemini)
 
 
 def test_gateway_answers_liveness_while_every_thread_relays_a_stream(
-    stack: Stack, upload_id: str
+    stack: Stack, upload_id: str, gemini: FakeGeminiProcess
 ) -> None:
     """Streamed answers hold a gateway thread for the whole stream, heartbeats and all."""
     capacity = GATEWAY_WORKERS * GATEWAY_THREADS
@@ -220,6 +235,7 @@ def test_gateway_answers_liveness_while_every_thread_relays_a_stream(
     assert not any(future.done() for future in futures)
 
     # Every stream was open through the probes, and each ends with its ideas.
+    gemini.control(hold=False)
     for future in futures:
         answer = future.result(timeout=120)
         assert answer.status_code == 200

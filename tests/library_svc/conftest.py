@@ -21,8 +21,8 @@ from library_svc.app import create_app
 from library_svc.migrate import upgrade
 from library_svc.settings import LibrarySettings
 from testbed.images import photo
+from testbed.postgres import PostgresServer, start_postgres
 from testbed.processes import Service, gunicorn_service
-from tests.support.postgres import PostgresServer, start_postgres
 
 
 @pytest.fixture(scope="session")

@@ -23,10 +23,10 @@ from library_svc.database import engine_url
 from library_svc.migrate import upgrade
 from library_svc.models import AccountDeletion, Draft, DraftRevision, Person, Snap
 from testbed.metrics import total
+from testbed.postgres import PostgresServer
 from testbed.processes import Service, gunicorn_service
 from tests.library_svc.conftest import snap_record, store_photo, who
 from tests.support.firebase_emulator import AuthEmulator
-from tests.support.postgres import PostgresServer
 from tests.support.slow_proxy import SlowProxy
 
 pytestmark = pytest.mark.integration

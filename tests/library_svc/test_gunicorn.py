@@ -16,9 +16,9 @@ from library_svc.database import engine_url
 from library_svc.migrate import upgrade
 from library_svc.models import Draft, Person
 from testbed.metrics import samples
+from testbed.postgres import PostgresServer
 from testbed.processes import Service, gunicorn_service
 from tests.library_svc.conftest import who
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 

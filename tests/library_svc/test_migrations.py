@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 from library_svc.database import engine_url
 from library_svc.migrate import downgrade, upgrade
 from library_svc.models import Base
-from tests.support.postgres import PostgresServer
+from testbed.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

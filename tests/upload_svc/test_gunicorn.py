@@ -18,6 +18,7 @@ import requests
 from testbed import corpus
 from testbed.metrics import samples, total
 from testbed.processes import Service, gunicorn_service
+from testbed.resources import children, reset_peak, status_kib
 from tests.upload_svc.conftest import AWS_TEST_ENV, bucket_keys, local_files, s3_client
 
 pytestmark = pytest.mark.integration
@@ -183,16 +184,13 @@ def test_metrics_follow_the_contract(service: tuple[Service, Path]) -> None:
 
 
 def worker_pid(master: int) -> int:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
+    workers = children(master)
+    assert len(workers) == 1, workers
+    return workers[0]
 
 
 def status_bytes(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-    raise LookupError(field)
+    return status_kib(pid, field) * 1024
 
 
 def test_worker_memory_while_receiving_a_10_mb_photo(service: tuple[Service, Path]) -> None:
@@ -208,11 +206,11 @@ def test_worker_memory_while_receiving_a_10_mb_photo(service: tuple[Service, Pat
     warm = post_multipart(running.url, corpus.phone_photo(1600, 1200, seed=5))
     assert warm.status_code == 201
     time.sleep(0.2)
-    Path(f"/proc/{worker}/clear_refs").write_text("5")
-    baseline = status_bytes(worker, "VmRSS:")
+    reset_peak(worker)
+    baseline = status_bytes(worker, "VmRSS")
     answer = post_multipart(running.url, photo)
     assert answer.status_code == 201
-    growth = status_bytes(worker, "VmHWM:") - baseline
+    growth = status_bytes(worker, "VmHWM") - baseline
     print(f"worker peak RSS growth for a {size} byte upload: {growth} bytes ({growth / size:.2f}x)")
     # Well below twice the size: the body goes to disk, the pixels are decoded at 1/4.
     assert growth < 1.25 * size

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat, JpegImagePlugin
 
 from chassis.errors import ApiError
 from testbed import corpus
+from testbed.resources import reset_peak, status_kib
 from upload_svc import intake
 from upload_svc.intake import AcceptedImage, IntakeLimits, accepted_image, renditions
 
@@ -38,18 +39,11 @@ def refused(data: bytes, limits: IntakeLimits = LIMITS) -> ApiError:
 
 def peak_rss_growth(action: object) -> int:
     """Bytes the process's peak resident memory grew by while ``action`` ran (Linux)."""
-    status = Path("/proc/self/status")
-
-    def field(name: str) -> int:
-        for line in status.read_text().splitlines():
-            if line.startswith(name):
-                return int(line.split()[1]) * 1024
-        raise LookupError(name)
-
-    Path("/proc/self/clear_refs").write_text("5")  # resets the peak to the current size
-    before = field("VmRSS:")
+    pid = os.getpid()
+    reset_peak(pid)
+    before = status_kib(pid, "VmRSS")
     action()  # type: ignore[operator]
-    return field("VmHWM:") - before
+    return (status_kib(pid, "VmHWM") - before) * 1024
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

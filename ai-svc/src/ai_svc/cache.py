@@ -27,6 +27,7 @@ import structlog
 
 from ai_svc import telemetry
 from ai_svc.providers.base import Generation, PreviewImage
+from chassis import redis_client
 
 log = structlog.get_logger(__name__)
 KEY_PREFIX = "ideasnap:ideas:v2"
@@ -138,12 +139,7 @@ class RedisCache:
 
         self.ttl_seconds = ttl_seconds
         self.errors = redis.RedisError
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            health_check_interval=30,
-        )
+        self.client = redis_client.connect(url, timeout_seconds)
 
     def get(self, key: CacheKey) -> Generation | None:
         try:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import threading
 
 from flask import Flask
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
 from chassis.errors import install_error_handlers
 from chassis.health import blueprint as health_blueprint
 from chassis.logs import configure_logging
 from chassis.metrics import SERVICE_INFO, install_red_metrics, render_metrics
-from chassis.requests_context import install_request_context
+from chassis.requests_context import QUIET_ROUTES, install_request_context
 from chassis.sentry import init_sentry
+from chassis.server_spans import install_server_spans
 from chassis.settings import ServiceSettings
 from chassis.tracing import setup_tracing
 
@@ -52,7 +52,7 @@ def create_service_app(settings: ServiceSettings, import_name: str) -> Flask:
     install_error_handlers(app)
     app.register_blueprint(health_blueprint)
     if not settings.otel_sdk_disabled:
-        FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,readyz")
+        install_server_spans(app, excluded_paths=QUIET_ROUTES)
     return app
 
 

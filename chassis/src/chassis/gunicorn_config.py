@@ -114,6 +114,7 @@ def gunicorn_settings(
         "max_requests_jitter": _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0),
         "worker_tmp_dir": os.environ.get("GUNICORN_WORKER_TMP_DIR") or None,
         "accesslog": None,
+        "logger_class": "chassis.logs.GunicornLogger",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": gunicorn_logconfig(service, settings.log_level, settings.log_format),

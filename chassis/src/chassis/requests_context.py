@@ -14,13 +14,14 @@ import uuid
 import structlog
 from flask import Flask, Response, g, request
 
+from chassis.logs import direct_logger
 from chassis.metrics import route_label
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
 
-log = structlog.get_logger("chassis.access")
+ACCESS_LOGGER = "chassis.access"
 
 
 def new_request_id() -> str:
@@ -51,7 +52,7 @@ def install_request_context(app: Flask) -> None:
         route = route_label()
         duration = g.get("chassis_duration")
         if route not in QUIET_ROUTES or response.status_code >= 400:
-            log.info(
+            direct_logger(ACCESS_LOGGER).info(
                 "request",
                 method=request.method,
                 route=route,

@@ -37,9 +37,8 @@ from typing import BinaryIO, Literal, Protocol
 import redis
 import structlog
 from flask import Response, g, request
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from chassis import redis_client
 from chassis.errors import ApiError
 from gateway.metrics import IDEMPOTENT_REPLAYS
 
@@ -166,12 +165,7 @@ class RedisStore:
     PREFIX = "gateway:idempotency:"
 
     def __init__(self, url: str, timeout_seconds: float) -> None:
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self.client = redis_client.connect(url, timeout_seconds)
         self._complete = self.client.register_script(_COMPLETE)
         self._release = self.client.register_script(_RELEASE)
 

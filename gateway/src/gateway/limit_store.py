@@ -10,9 +10,11 @@ what an unreachable Redis means, so that it is never a 500:
 - fail closed (``RATE_LIMIT_FAIL_OPEN=false``): 503 ``rate_limit_unavailable``.
 
 Redis calls are bounded by short socket timeouts and one immediate reconnect (a pooled
-socket the server closed on restart), never redis-py's default backoff. A hit costs one
-round trip: the counter's new value and time to live come back together and are kept
-for the rest of the request, so the rate-limit headers need no further calls. After a failure,
+socket the server closed on restart), never redis-py's default backoff. A request's check
+costs one round trip for all of its windows (:meth:`ResilientRedisStorage.check_windows`,
+one script), and a later charge (the quota, once ideas were delivered) one more: each
+counter's value and time to live come back with it and are kept for the rest of the
+request, so the rate-limit headers need no further calls. After a failure,
 Redis is left alone for ``RATE_LIMIT_STORE_RETRY_SECONDS`` so that an outage costs no
 time per request; the first call after that probes it again, so limits come back as soon
 as Redis does.
@@ -25,17 +27,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import redis
 import structlog
 from flask import g, has_request_context
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.storage.base import MovingWindowSupport, SlidingWindowCounterSupport
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from chassis import redis_client
 from gateway.metrics import RATE_LIMIT_STORE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,36 @@ if tonumber(current) == tonumber(ARGV[2]) then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return {current, redis.call('TTL', KEYS[1])}
+"""
+# Every window of one request in one step, as limits' fixed window does them one by one:
+# a hit counts and then compares, a peek (a limit charged later) only reads; the first
+# breach ends the check, so the windows after it are neither counted nor read. ARGV holds
+# four values per key: amount, expiry, cost, peek (1) or hit (0). Returns count, TTL pairs.
+CHECK_WINDOWS = """
+local answers = {}
+for index, key in ipairs(KEYS) do
+  local base = (index - 1) * 4
+  local amount = tonumber(ARGV[base + 1])
+  local cost = tonumber(ARGV[base + 3])
+  local count
+  local breached
+  if ARGV[base + 4] == '1' then
+    count = tonumber(redis.call('GET', key) or '0')
+    breached = count >= amount - cost + 1
+  else
+    count = redis.call('INCRBY', key, cost)
+    if count == cost then
+      redis.call('EXPIRE', key, ARGV[base + 2])
+    end
+    breached = count > amount
+  end
+  answers[#answers + 1] = count
+  answers[#answers + 1] = redis.call('TTL', key)
+  if breached then
+    break
+  end
+end
+return answers
 """
 
 
@@ -80,6 +111,39 @@ def limits_checked() -> bool:
     return has_request_context() and bool(g.get("rate_limits_checked"))
 
 
+class Window(NamedTuple):
+    """One fixed window of one request: its counter, limit, length in seconds and cost."""
+
+    key: str
+    amount: int
+    expiry: int
+    cost: int
+    peek: bool
+    """Only read now (the limit is charged after the response), not counted."""
+
+    def allows(self, count: int) -> bool:
+        """The answer of limits' fixed window: ``hit`` and ``test`` compare differently."""
+        if self.peek:
+            return count < self.amount - self.cost + 1
+        return count <= self.amount
+
+
+def check_one_by_one(storage: Storage, windows: Sequence[Window]) -> int | None:
+    """The first breached window's index, else None, with one store call per window.
+
+    For the stores that are not Redis (each worker's memory during an outage, the
+    machine's SQLite file): the same answers as the script, without a round trip to save.
+    """
+    for index, window in enumerate(windows):
+        if window.peek:
+            count = storage.get(window.key)
+        else:
+            count = storage.incr(window.key, window.expiry, amount=window.cost)
+        if not window.allows(count):
+            return index
+    return None
+
+
 def _open_answers() -> dict[str, Callable[..., Any]]:
     """What each storage call answers while failing open: nothing counted, nothing refused."""
     return {
@@ -94,6 +158,7 @@ def _open_answers() -> dict[str, Callable[..., Any]]:
         "acquire_sliding_window_entry": lambda *_, **__: True,
         "get_sliding_window": lambda *_, **__: (0, 0.0, 0, 0.0),
         "clear_sliding_window": lambda *_, **__: None,
+        "check_windows": lambda *_, **__: None,
     }
 
 
@@ -114,12 +179,12 @@ class ResilientRedisStorage(Storage, MovingWindowSupport, SlidingWindowCounterSu
         super().__init__(uri, wrap_exceptions=False)
         self.primary = RedisStorage(
             uri.removeprefix(SCHEME_PREFIX),
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),
+            **redis_client.connection_options(timeout_seconds),
             **options,
         )
-        self._incr_with_ttl = self.primary.get_connection().register_script(INCR_WITH_TTL)
+        connection = self.primary.get_connection()
+        self._incr_with_ttl = connection.register_script(INCR_WITH_TTL)
+        self._check_windows = connection.register_script(CHECK_WINDOWS)
         self.fail_open = fail_open
         self.fallback: MemoryStorage | None = MemoryStorage() if memory_fallback else None
         self.retry_seconds = retry_seconds
@@ -163,6 +228,8 @@ class ResilientRedisStorage(Storage, MovingWindowSupport, SlidingWindowCounterSu
         if not self.fail_open and not limits_checked():
             raise RateLimitStoreUnavailable
         if self.fallback is not None:
+            if name == "check_windows":
+                return check_one_by_one(self.fallback, *args)
             return getattr(self.fallback, name)(*args, **kwargs)
         return self._open[name](*args, **kwargs)
 
@@ -199,6 +266,29 @@ class ResilientRedisStorage(Storage, MovingWindowSupport, SlidingWindowCounterSu
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return self._run(self._primary_incr, "incr", key, expiry, amount=amount)
+
+    def _primary_check_windows(self, windows: Sequence[Window]) -> int | None:
+        answers = self._check_windows(
+            [self.primary.prefixed_key(window.key) for window in windows],
+            [
+                value
+                for window in windows
+                for value in (window.amount, window.expiry, window.cost, int(window.peek))
+            ],
+        )
+        now, seen = time.time(), seen_windows()
+        for index in range(len(answers) // 2):
+            window, count = windows[index], int(answers[2 * index])
+            seen[window.key] = (count, now + max(int(answers[2 * index + 1]), 0))
+            if not window.allows(count):
+                return index
+        return None
+
+    def check_windows(self, windows: Sequence[Window]) -> int | None:
+        """Every window of a request in one round trip: the first breached one's index."""
+        if not windows:
+            return None
+        return self._run(self._primary_check_windows, "check_windows", windows)
 
     def get(self, key: str) -> int:
         seen = seen_windows().get(key)

@@ -19,6 +19,9 @@ JSON error shape with ``Retry-After``; every limited response carries ``X-RateLi
 (epoch reset, as flask-limiter names them) and ``RateLimit-*`` (delta reset, IETF draft)
 for the limit closest to running out; the 429's body names the limit, the tier and when
 it resets.
+
+All the windows of one request are checked in one store call (:class:`OneTripLimiter`):
+one Redis round trip, whatever the number of limits.
 """
 
 from __future__ import annotations
@@ -28,21 +31,26 @@ import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from limits import parse_many
+from limits.strategies import FixedWindowRateLimiter
 
 from chassis.errors import error_response
 from gateway.auth import current_caller
 from gateway.identity import Identity
-from gateway.limit_store import RateLimitStoreUnavailable
+from gateway.limit_store import RateLimitStoreUnavailable, Window, check_one_by_one
 from gateway.local_store import SCHEME as LOCAL_SCHEME
 from gateway.local_store import LocalLimitStorage
 from gateway.metrics import RATE_LIMITED
 from gateway.settings import GatewaySettings
 from gateway.tiers import Tier, Tiers
+
+if TYPE_CHECKING:
+    from flask_limiter._limits import RuntimeLimit
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +58,124 @@ KEY_PREFIX = "gateway"
 
 
 SCOPES = ("default", "ai", "quota")
+
+
+class OneTripLimiter(Limiter):
+    """flask-limiter, with a request's windows checked in one store call.
+
+    Why: flask-limiter asks the store once per limit and per request rebuilds every limit
+    from its string (the limit manager's resolution, ``parse_many``, new ``RuntimeLimit``
+    objects, one key function call per limit). A snap has three windows (``default`` and
+    ``ai`` counted, ``quota`` only read until the ideas are delivered), so that was three
+    round trips before the view and one more for the charge; and on a proxied GET the
+    limiter's own bookkeeping cost more CPU than its one round trip (see
+    bench/profiles/gateway.md, "Limits in one round trip").
+
+    The check here gives the same answers: the same limits in the same order (sorted by
+    window length, stable), a hit counts then compares and a conditional limit is only
+    read, the first breach ends the check, and the same ``RequestLimit`` list, header
+    limit and ``RateLimitExceeded``. Only the store call is one
+    (:meth:`~gateway.limit_store.ResilientRedisStorage.check_windows`, one Lua script:
+    atomic, so two replicas never interleave inside one request's windows), and each
+    limit string is parsed once per process. flask-limiter keeps doing the rest, which
+    it does well and which is not on the measured path: configuration, keys, the
+    conditional charge after the response (one more round trip, only for an AI call
+    that delivered, carrying its new count back for the headers), clearing, and the moving and
+    sliding window strategies, which keep its own per-limit check unchanged.
+    """
+
+    _one_trip = False
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        self._parsed: dict[tuple[int, str], tuple[RuntimeLimit, ...]] = {}
+        # Only what this check reproduces; anything else keeps flask-limiter's own path.
+        # It reads flask-limiter 4's internals: should they move in an upgrade, the
+        # check falls back to flask-limiter's own (and the snap's MONITOR test fails).
+        try:
+            self._one_trip = (
+                self.enabled
+                and isinstance(self._limiter, FixedWindowRateLimiter)
+                and bool(self._fail_on_first_breach)
+                and not self._in_memory_fallback_enabled
+                and not self._meta_limits
+                and self._on_breach is None
+                and not self.limit_manager._default_limits
+                and not self._marked_for_limiting
+                and callable(self._Limiter__check_all_limits_exempt)  # type: ignore[attr-defined]
+                and all(
+                    hasattr(group, "limit_provider")
+                    for group in self.limit_manager._application_limits
+                )
+            )
+        except AttributeError:
+            self._one_trip = False
+
+    def _runtime_limits(self) -> list[RuntimeLimit]:
+        limits: list[RuntimeLimit] = []
+        for group in self.limit_manager._application_limits:
+            provider = group.limit_provider
+            value = provider() if callable(provider) else provider
+            parsed = self._parsed.get((id(group), value))
+            if parsed is None:
+                parsed = self._parsed[(id(group), value)] = tuple(group)
+            limits.extend(parsed)
+        return limits
+
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        if not self._one_trip:
+            super()._check_request_limit(callable_name, in_middleware)
+            return
+        endpoint = self.identify_request()
+        if self._Limiter__check_all_limits_exempt(endpoint):  # type: ignore[attr-defined]
+            return
+        keys: dict[Callable[[], str], str] = {}
+        chosen: list[tuple[RuntimeLimit, list[str]]] = []
+        windows: list[Window] = []
+        for lim in sorted(self._runtime_limits(), key=lambda item: item.limit):
+            if lim.is_exempt or lim.method_exempt:
+                continue
+            key = keys.get(lim.key_func)
+            if key is None:
+                key = keys[lim.key_func] = lim.key_func()
+            scope = lim.scope_for(endpoint, request.method)
+            if not (key and scope):
+                self.logger.error(f"Skipping limit: {lim.limit}. Empty value found in parameters.")
+                continue
+            args = [self._key_prefix, key, scope] if self._key_prefix else [key, scope]
+            item = lim.limit
+            peek = lim.deduct_when is not None
+            windows.append(
+                Window(
+                    item.key_for(*args), item.amount, item.get_expiry(), lim.deduction_amount, peek
+                )
+            )
+            chosen.append((lim, args))
+        check = getattr(self.storage, "check_windows", None)
+        breached = check(windows) if check else check_one_by_one(self.storage, windows)
+        evaluated = chosen if breached is None else chosen[: breached + 1]
+        view_limits = []
+        for lim, args in evaluated:
+            if lim.deduct_when is not None:
+                self.context.conditional_deductions[lim] = args
+            view_limits.append(RequestLimit(self, lim.limit, args, False, lim.shared))
+        context = self.context
+        context.view_rate_limits = view_limits
+        if breached is not None:
+            view_limits[-1].breached = True
+            context.view_rate_limit = view_limits[-1]
+            failed = evaluated[-1][0]
+            self.logger.info(
+                "ratelimit %s (%s) exceeded at endpoint: %s",
+                failed.limit,
+                evaluated[-1][1][-2],
+                evaluated[-1][1][-1],
+            )
+            raise RateLimitExceeded(failed)
+        explicit = [limit for limit in view_limits if not limit.shared]
+        context.view_rate_limit = (explicit or view_limits or [None])[0]
 
 
 def storage_for(settings: GatewaySettings, local_path: Path) -> tuple[str, dict[str, object]]:
@@ -85,7 +211,7 @@ def build_limiter(
         return response.status_code < 400 and not g.get("idempotent_replay")
 
     uri, options = storage_for(settings, local_path)
-    limiter = Limiter(
+    limiter = OneTripLimiter(
         key_func=identity.bucket,
         application_limits=[
             ApplicationLimit(lambda: tier().rate_limit, scope="default"),

@@ -321,6 +321,8 @@ settings first, then the service's own, then config.extra, then <service>.config
   "GUNICORN_MAX_REQUESTS" (toString (int64 $svc.gunicorn.maxRequests))
   "GUNICORN_MAX_REQUESTS_JITTER" (toString (int64 $svc.gunicorn.maxRequestsJitter))
   "SENTRY_TRACES_SAMPLE_RATE" (toString $v.config.sentryTracesSampleRate)
+  "OTEL_TRACES_SAMPLER" "parentbased_traceidratio"
+  "OTEL_TRACES_SAMPLER_ARG" (toString $v.config.traceSampleRatio)
 }}
 {{- with $v.config.otlpEndpoint }}
 {{- $_ := set $data "OTEL_EXPORTER_OTLP_ENDPOINT" . }}

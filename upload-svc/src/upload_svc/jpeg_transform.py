@@ -22,6 +22,19 @@ Markers: the input is the already stripped file (:mod:`upload_svc.stripping`), w
 only markers are the allow-listed JFIF, Adobe and ICC profile segments, and those are
 copied (the ICC profile defines the colours). EXIF, and with it the orientation, was
 cut out before, so the result reads as upright everywhere.
+
+Memory: the transform holds every DCT coefficient of the photo twice (source and
+turned, about 6 bytes a pixel: 72 MB for 12 MP), allocated and freed on each call.
+glibc hands blocks that big straight to ``mmap`` and unmaps them on free, so every
+upload faulted in and zeroed ~19,000 fresh pages. :func:`keep_coefficient_memory`
+raises glibc's mmap and trim thresholds once, when the library is loaded, so those
+blocks come from, and go back to, a heap and are reused by the next transform.
+Measured on a 4000x3000 portrait through one gunicorn worker (4 threads): 19,150 page
+faults per upload before, 6,650 after (a request thread's heap is at most 64 MB, and
+the part of the arrays past it is still mapped afresh; on the main thread, 0), and
+about 50 ms less CPU per upload. The cost: a worker keeps that memory resident between
+uploads (its peak is unchanged, the transform needs it anyway): 134 MB instead of
+91 MB after ten portrait uploads.
 """
 
 from __future__ import annotations
@@ -38,6 +51,11 @@ TJXOP_ROT90, TJXOP_ROT180, TJXOP_ROT270 = 5, 6, 7
 TJXOPT_TRIM = 2
 MAX_TRIMMED_SHARE = 0.01
 SWAPS_SIDES = frozenset({5, 6, 7, 8})
+# mallopt(3) parameters (malloc.h), and the thresholds set: larger than a 12 MP photo's
+# biggest coefficient array (24 MB of luma), within a thread arena's 64 MB heap.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 48 * 1024 * 1024
+TRIM_THRESHOLD = 128 * 1024 * 1024
 
 # The operation that makes a photo of each EXIF orientation upright.
 OPERATION_FOR_ORIENTATION = {
@@ -81,6 +99,7 @@ def library() -> ctypes.CDLL | None:
             continue
     if found is None:
         return None
+    keep_coefficient_memory()
     found.tjInitTransform.restype = ctypes.c_void_p
     found.tjInitTransform.argtypes = []
     found.tjTransform.restype = ctypes.c_int
@@ -99,6 +118,25 @@ def library() -> ctypes.CDLL | None:
     found.tjDestroy.restype = ctypes.c_int
     found.tjDestroy.argtypes = [ctypes.c_void_p]
     return found
+
+
+def keep_coefficient_memory() -> bool:
+    """Let glibc reuse the transform's big blocks instead of mapping them afresh each time.
+
+    False where the C library has no ``mallopt`` (musl) or refuses the values: the
+    transform works the same, only paying the page faults.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.restype = ctypes.c_int
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    # The trim threshold first: setting either one turns off glibc's own adjustment.
+    return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    )
 
 
 def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:

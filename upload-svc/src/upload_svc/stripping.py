@@ -87,7 +87,8 @@ class CleanFile:
         return PiecesReader(self.source, self.pieces, self.size)
 
     def getvalue(self) -> bytes:
-        return self.reader().read()
+        # One read of the known size: one pass over the pieces, not one per 8 KiB.
+        return self.reader().read(self.size)
 
 
 class PiecesReader(io.RawIOBase):

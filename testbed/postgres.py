@@ -4,7 +4,8 @@
 the ``postgres`` system user (``runuser``), on a data directory that user owns, made
 under /tmp (a pytest temp dir below /tmp/pytest-of-root is not reachable by that user).
 Anyone else runs them directly. Durability is switched off: the server lives for one
-test session or one benchmark.
+test session or one benchmark. The one launcher of PostgreSQL for the tests (a session
+fixture, tests/library_svc) and the benchmark (:func:`postgres_database`, bench/library).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,3 +156,13 @@ def start_postgres(log_dir: Path, timeout: float = 60.0) -> PostgresServer:
                 server.stop()
                 raise TimeoutError(f"postgres did not accept connections in {timeout}s") from None
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def postgres_database(log_dir: Path, name: str = "library") -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh database on a server that lives for the block."""
+    server = start_postgres(log_dir)
+    try:
+        yield server.create_database(name)
+    finally:
+        server.stop()

@@ -1,64 +1,25 @@
 """`python -m bench.run --smoke`: every scenario runs end to end, so the benchmark cannot rot.
 
 One smoke run of the real command covers all scenarios (each a few seconds against its
-own stack); the tests then check that each produced what the results file documents.
-No figure is asserted: smoke durations are far too short to mean anything.
+own stack; the ``smoke`` fixture in conftest.py runs it once per session); the tests
+then check that each produced what the results file documents. No figure is asserted:
+smoke durations are far too short to mean anything.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.goals import INVALID
 from bench.run import ORDER
+from bench.tests.results import scenario
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"gateway", "upload-svc", "ai-svc"}
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("bench")
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:/usr/sbin:{os.environ.get('PATH', '')}",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    results = sorted(out.glob("smoke-*.json"))
-    assert results, f"no result file; exit {completed.returncode}\n{completed.stderr[-3000:]}"
-    document = json.loads(results[-1].read_text())
-    markdown = sorted(out.glob("smoke-*.md"))
-    return {
-        "document": document,
-        "markdown": markdown[-1].read_text() if markdown else "",
-        "returncode": completed.returncode,
-        "stderr": completed.stderr,
-        "out": out,
-    }
-
-
-def scenario(smoke: dict[str, Any], name: str) -> dict[str, Any]:
-    entry = smoke["document"]["scenarios"][name]
-    assert entry["status"] == "ok", (
-        f"{name}: {entry['status']}: {entry.get('error')}\n{entry.get('traceback', '')}"
-    )
-    return entry["result"]
 
 
 @pytest.mark.parametrize("name", ORDER)
@@ -70,7 +31,7 @@ def test_each_scenario_runs_and_reports_a_goal_table(smoke: dict[str, Any], name
     assert result["table"]
     for row in result["table"]:
         assert {"metric", "value", "goal", "met"} <= set(row), row
-        assert row["met"] in (True, False, None), row
+        assert row["met"] in (True, False, None, INVALID), row
     json.dumps(result)
 
 
@@ -173,6 +134,8 @@ def test_the_markdown_has_a_table_per_scenario_and_the_sizing(smoke: dict[str, A
         "## Sizing",
     ):
         assert heading in markdown, heading
+    assert markdown.index("## Issue goals: hot paths") < markdown.index("## Goals")
+    assert "same_machine" in smoke["document"]["knee_baseline"]
     assert "| metric | goal | measured | met |" in markdown
     assert smoke["document"]["commit"]["commit"] in markdown
     sizing = smoke["document"]["sizing"]

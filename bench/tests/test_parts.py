@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bench.ai_capacity import documented_image_tokens
 from bench.chart import PodShape, pod_shapes
+from bench.intake import UploadService, turned_losslessly
 from bench.loadgen import LoadRun, read_summary
 from bench.photos import luma_table_offsets, make_photo, variant
 from bench.run import ORDER, output_paths, parse_args
 from bench.sizing import recommend
+from testbed import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +109,7 @@ def test_sizing_follows_the_documented_rules() -> None:
                 "in_flight_by_route": {"ai-svc": {"/v1/ideas": 2.2, "*": 2.5}},
             }
         },
-        "ai_capacity": {"figures": {"ours_snaps_per_s": 9.0, "gemini_latency_s": 2.0}},
+        "ai_capacity": {"figures": {"in_flight_per_pod": 18, "gemini_latency_s": 2.0}},
     }
     pods = {
         "gateway": PodShape(2, 8, "test"),
@@ -129,11 +132,17 @@ def test_sizing_follows_the_documented_rules() -> None:
     gateway = sizing["services"]["gateway"]["values"]
     assert gateway["resources"]["requests"]["cpu"] == "150m"  # 0.12 cores -> 150m
     ai = sizing["chart_values"]["aiSvc"]
-    # 9 snaps/s x 2 s = 18 in flight at its own knee; half is 9 of 16 threads = 0.5625 -> 0.6
-    assert ai["autoscaling"]["inFlight"]["targetUtilization"] == 0.6
+    # 18 in flight at its own knee; half is 9 requests of 16 threads = 0.5625
+    assert ai["autoscaling"]["inFlight"]["targetUtilization"] == 0.5625
     ai_inputs = sizing["services"]["ai-svc"]["inputs"]
     assert ai_inputs["threads_per_pod"] == 16
-    assert ai_inputs["in_flight_target_per_pod"] == 9.6
+    assert ai_inputs["in_flight_target_per_pod"] == 9
+    odd = recommend(
+        results | {"ai_capacity": {"figures": {"in_flight_per_pod": 17, "gemini_latency_s": 2}}},
+        pods,
+    )
+    assert odd is not None
+    assert odd["services"]["ai-svc"]["inputs"]["in_flight_target_per_pod"] == 9  # 8.5 -> 9
     no_capacity = recommend({k: v for k, v in results.items() if k != "ai_capacity"}, pods)
     assert no_capacity is not None
     assert "inFlight" not in no_capacity["chart_values"]["aiSvc"]["autoscaling"]
@@ -176,3 +185,37 @@ def test_pods_have_the_charts_gunicorn_shape() -> None:
     assert (shapes["upload-svc"].workers, shapes["upload-svc"].threads) == (2, 8)
     assert shapes["upload-svc"].source == "chassis defaults"
     assert set(shapes) == {"gateway", "upload-svc", "ai-svc"}
+
+
+@pytest.mark.parametrize(
+    ("size", "tokens"),
+    [
+        ((384, 384), 258),  # both sides <= 384 px: one small image
+        ((385, 100), 258),  # larger: one 768x768 tile
+        ((768, 576), 258),  # ai-svc's preview of a 4:3 photo
+        ((1600, 1200), 3 * 2 * 258),
+        ((4032, 3024), 6 * 4 * 258),  # a 12 MP phone photo
+    ],
+)
+def test_image_tokens_follow_googles_documented_rule(size: tuple[int, int], tokens: int) -> None:
+    assert documented_image_tokens(*size) == tokens
+
+
+def test_intake_tells_a_lossless_turn_from_a_reencode(tmp_path: Path) -> None:
+    service = UploadService(tmp_path / "upload-svc")
+    exif = corpus.private_exif(orientation=6).tobytes()
+    turned = tmp_path / "turned.jpg"  # 4 MCUs high: intake turns it in the DCT domain
+    turned.write_bytes(corpus.phone_photo(640, 480, seed=3, quality=90, exif=exif))
+    reencoded = tmp_path / "reencoded.jpg"  # 90x60 would lose a visible strip: re-encoded
+    reencoded.write_bytes(corpus.oriented(6))
+
+    try:
+        kept = turned_losslessly(service, turned)
+        redone = turned_losslessly(service, reencoded)
+    finally:
+        service.stop()
+
+    assert kept["lossless"] is True
+    assert kept["tables_kept"] is True
+    assert kept["mean_abs_difference"] < 1.0
+    assert redone["lossless"] is False
