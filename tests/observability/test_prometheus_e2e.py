@@ -58,7 +58,12 @@ SNAP_FORM = {"template": "social_post", "tone": "friendly", "language": "en", "c
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ManagedProcess, int]]:
-    """A real redis-server for the gateway's limits; the burst stops it on purpose."""
+    """A real redis-server for the gateway's limits and ai-svc's cache, as in the cluster.
+
+    The burst stops it on purpose. ai-svc's cache must be the shared one: with a cache per
+    worker, whether a repeated snap is a hit depends on which worker its pooled connection
+    reaches.
+    """
     tmp = tmp_path_factory.mktemp("redis")
     port = free_port()
     server = ManagedProcess(
@@ -106,6 +111,7 @@ def stack(
             # both rounds produce the same 5xx series and its rate is not lost to the
             # first sample of a new series.
             "GEMINI_BREAKER_FAILURES": "1000",
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/1",
         },
         gateway_env={
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
