@@ -7,7 +7,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def samples(url: str) -> list[tuple[str, dict[str, str], float]]:
-    text = requests.get(url, timeout=5).text
+    response = requests.get(url, timeout=5)
+    response.raise_for_status()
+    text = response.text
     found = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

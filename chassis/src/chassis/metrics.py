@@ -11,6 +11,7 @@ Every service exposes the same RED metrics, so one dashboard query covers all th
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import threading
@@ -30,6 +31,8 @@ from prometheus_client import (
     generate_latest,
     make_wsgi_app,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -62,14 +65,38 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+class WorkerFilesCollector(Collector):
+    """prometheus-client's multiprocess sum, minus files a worker has only begun to create.
+
+    A worker creates its file for a kind of metric on first use (the first requests
+    after it starts, or after a recycle), and the file exists empty for a moment before
+    it is sized. ``MultiProcessCollector`` fails the whole scrape on such a file
+    (client_python #1199), so Prometheus saw a 500 and a gap in every series each time
+    a worker started. An empty file holds no values yet: leaving it out loses nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        settled = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.stat(path).st_size > 0:
+                    settled.append(path)
+            except FileNotFoundError:
+                continue
+        return MultiProcessCollector.merge(settled, accumulate=True)
+
+
 def exposition_registry() -> CollectorRegistry:
     """The registry to scrape: the sum over workers in multiprocess mode."""
     if not multiprocess_enabled():
         return REGISTRY
-    from prometheus_client import multiprocess
-
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(WorkerFilesCollector(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     return registry
 
 
